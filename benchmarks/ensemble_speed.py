@@ -1,0 +1,101 @@
+"""Wall time per epoch: vectorised ensembles (stacked matmul, vmap) against a loop of members.
+
+Protocol (issue 2): an MLP surrogate with 2 hidden layers of 64, 5000 rows of 8 inputs, batch 128,
+s in {1, 4, 8, 16}, all timed side by side in this one run, against one plain network (an
+``nn.Module`` with AdamW, no stacking) of the same size. Prints one JSON object.
+
+    python benchmarks/ensemble_speed.py [--epochs 3] [--repeats 3]
+
+Targets: the s=8 ensemble costs at most 2x one plain network, and is at least 3x faster than the
+loop at s=8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from functools import partial
+
+import torch
+
+from choral.backbones import MLP
+from choral.config import TrainConfig
+from choral.heads import gaussian_head, gaussian_nll
+from choral.members import init_members, member_forward
+from choral.training import train_members
+
+N, D, HIDDEN, BATCH = 5000, 8, [64, 64], 128
+
+
+def plain_epochs(X, Y, epochs: int) -> None:
+    """The reference: one ordinary network and optimiser, the usual PyTorch loop."""
+    torch.manual_seed(0)
+    net = MLP(D, 2, HIDDEN)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    for _ in range(epochs):
+        for idx in torch.randperm(N).split(BATCH):
+            mean, var = gaussian_head(net(X[idx]), 1e-6)
+            loss = gaussian_nll(mean, var, Y[idx]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def ensemble_epochs(X, Y, s: int, backend: str, epochs: int) -> None:
+    """``s`` members through choral's trainer: together (stacked/vmap) or one by one (loop)."""
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=1e-3)
+    template, params = init_members(lambda: MLP(D, 2, HIDDEN), list(range(s)))
+    forward = member_forward(template, backend)
+    if backend == "loop":
+        for i in range(s):
+            sub = {k: v[i:i + 1] for k, v in params.items()}
+            train_members(forward, sub, X, Y, None, None, cfg, [i], 1e-6)
+    else:
+        train_members(forward, params, X, Y, None, None, cfg, list(range(s)), 1e-6)
+
+
+def per_epoch(runs: dict, epochs: int, repeats: int) -> dict[str, float]:
+    """Median seconds per epoch of each run, the runs interleaved so drift hits all alike."""
+    for fn in runs.values():
+        fn(1)  # warm-up
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn(epochs)
+            times[name].append((time.perf_counter() - start) / epochs)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16])
+    args = parser.parse_args()
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(N, D, generator=g), torch.randn(N, 1, generator=g)
+    runs = {"plain": lambda e: plain_epochs(X, Y, e)}
+    for s in args.sizes:
+        for backend in ("stacked", "vmap", "loop"):
+            runs[f"{backend}_{s}"] = partial(ensemble_epochs, X, Y, s, backend)
+    t = per_epoch(runs, args.epochs, args.repeats)
+    plain = t["plain"]
+    rows = [{"s": s, "stacked_s": t[f"stacked_{s}"], "vmap_s": t[f"vmap_{s}"],
+             "loop_s": t[f"loop_{s}"], "stacked_over_plain": t[f"stacked_{s}"] / plain,
+             "vmap_over_plain": t[f"vmap_{s}"] / plain,
+             "loop_over_stacked": t[f"loop_{s}"] / t[f"stacked_{s}"]} for s in args.sizes]
+    at8 = next((r for r in rows if r["s"] == 8), None)
+    result = {"benchmark": "ensemble_speed", "rows": N, "batch": BATCH, "hidden": HIDDEN,
+              "threads": torch.get_num_threads(), "machine": platform.processor() or
+              platform.machine(), "plain_seconds_per_epoch": plain, "ensembles": rows}
+    if at8:
+        result["targets"] = {"s8_over_plain<=2": at8["stacked_over_plain"] <= 2,
+                             "loop_over_s8>=3": at8["loop_over_stacked"] >= 3}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

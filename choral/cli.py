@@ -1,0 +1,165 @@
+"""The ``choral`` command line: simulate, fit, evaluate, predict, demo.
+
+Every user error (bad data, bad config, damaged model directory) prints one message naming what is
+wrong and exits with code 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from choral.config import Config
+from choral.data import load_data, save_data
+from choral.errors import ChoralError
+from choral.metrics import evaluate as score
+from choral.simulators import SIMULATORS
+from choral.simulators import simulate as run_simulator
+from choral.surrogate import Surrogate
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Probabilistic neural surrogates: vectorised ensembles with calibrated "
+                       "mixture predictives.")
+out = Console()
+err = Console(stderr=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Data file: .npz, .csv, .h5/.hdf5 or .pt.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="Saved model directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object.")]
+XOpt = Annotated[str | None, typer.Option("--x", help="Name of the input array/columns.")]
+YOpt = Annotated[str | None, typer.Option("--y", help="Name of the target array/columns.")]
+
+
+@app.command()
+def simulate(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SIMULATORS)}.")],
+             n: Annotated[int, typer.Option("--n", help="Number of runs.")] = 1000,
+             seed: Annotated[int, typer.Option(help="Random seed of the input design.")] = 0,
+             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")] = Path(
+                 "data.npz")) -> None:
+    """Generate data with a built-in simulator (inputs sampled uniformly in its box)."""
+    X, Y = run_simulator(name, n, seed)
+    save_data(out_path, X, Y)
+    err.print(f"wrote {n} runs of {name} to {out_path} (X {X.shape}, Y {Y.shape})")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total} epochs"),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                    console=err)
+
+
+@app.command()
+def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Model directory.")],
+        config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+        members: Annotated[int | None, typer.Option(help="Ensemble members.")] = None,
+        epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+        seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+        backend: Annotated[str | None, typer.Option(
+            help="auto, stacked, vmap or loop.")] = None,
+        x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
+        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
+    """Train a surrogate on a data file and save it as a model directory."""
+    cfg = (Config.from_toml(config) if config else Config()).updated(**{
+        "train.members": members, "train.epochs": epochs, "train.seed": seed,
+        "train.backend": backend, "data.x": x, "data.y": y})
+    X, Y = load_data(data, x_key=cfg.data.x, y_key=cfg.data.y)
+    with _progress() as bar:
+        task = bar.add_task("fit", total=cfg.train.epochs, info="", visible=not quiet)
+
+        def on_epoch(epoch, train_nll, val_nll, active):
+            bar.update(task, completed=epoch + 1,
+                       info=f"val nll {val_nll.mean():.3f}, {active} active")
+
+        model = Surrogate(cfg).fit(X, Y, on_epoch=on_epoch)
+        bar.update(task, completed=cfg.train.epochs)
+    model.save(out_dir)
+    summary = {"model": str(out_dir), "backend": model.backend, "members": cfg.train.members,
+               "epochs_run": model.metrics["epochs_run"],
+               "train_seconds": round(model.metrics["train_seconds"], 2)}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        err.print(f"saved {cfg.train.members}-member ensemble ({model.backend} backend, "
+                  f"{summary['epochs_run']} epochs, {summary['train_seconds']} s) to {out_dir}")
+
+
+def _load_xy(model: Surrogate, data: Path, x: str | None, y: str | None, require_y: bool):
+    return load_data(data, x_key=x or model.config.data.x, y_key=y or model.config.data.y,
+                     require_y=require_y)
+
+
+@app.command()
+def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
+             as_json: JsonOpt = False) -> None:
+    """Score a saved model on a data file (original units; NLL per target value)."""
+    surrogate = Surrogate.load(model)
+    X, Y = _load_xy(surrogate, data, x, y, require_y=True)
+    scores = score(surrogate.predict(X), Y)
+    if as_json:
+        print(json.dumps(scores))
+        return
+    table = Table("metric", "value", title=f"{model} on {data} ({len(X)} samples)")
+    for key, value in scores.items():
+        table.add_row(key, f"{value:.4g}")
+    out.print(table)
+
+
+@app.command()
+def predict(model: ModelOpt, data: DataOpt,
+            out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
+            level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
+            x: XOpt = None) -> None:
+    """Write the predictive mean, std and central interval (arrays mean, std, lower, upper)."""
+    surrogate = Surrogate.load(model)
+    X, _ = _load_xy(surrogate, data, x, None, require_y=False)
+    pred = surrogate.predict(X)
+    lower, upper = pred.interval(level)
+    arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
+              "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
+    save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
+    err.print(f"wrote predictions for {len(X)} samples to {out_path}")
+
+
+@app.command()
+def demo(out_dir: Annotated[Path, typer.Option("--out", help="Working directory.")] = Path(
+        "demo-output")) -> None:
+    """Borehole end to end: simulate, fit a 5-member ensemble, evaluate, predict."""
+    train, test, model = out_dir / "train.npz", out_dir / "test.npz", out_dir / "model"
+    simulate("borehole", n=2000, seed=0, out_path=train)
+    simulate("borehole", n=500, seed=1, out_path=test)
+    fit(data=train, out_dir=model)
+    evaluate(model=model, data=test)
+    predict(model=model, data=test, out_path=out_dir / "pred.npz")
+    err.print(f"demo done: everything is in {out_dir}/")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except ChoralError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Validated configuration of a surrogate: network, training and data keys.
+
+Configuration lives in TOML files with three tables, ``[model]``, ``[train]`` and ``[data]``.
+An unknown key or a bad value is a :class:`~choral.errors.ConfigError` that names the key, the
+value and what was expected.
+
+Examples:
+    >>> cfg = Config()
+    >>> cfg.train.members, cfg.model.hidden
+    (5, [64, 64])
+    >>> Config.from_dict({"train": {"members": 0}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    choral.errors.ConfigError: invalid configuration: train.members = 0: Input should be ...
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from choral.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """The member network: an MLP with a heteroscedastic Gaussian head."""
+
+    backbone: Literal["mlp"] = "mlp"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+    activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    variance_floor: PositiveFloat = 1e-6
+    """Smallest predicted variance, in standardised units."""
+
+
+class TrainConfig(_Strict):
+    """How the ensemble is trained (Gaussian NLL, AdamW, early stopping per member)."""
+
+    members: PositiveInt = 5
+    epochs: PositiveInt = 1000
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 3e-3
+    weight_decay: float = Field(default=1e-4, ge=0)
+    val_fraction: float = Field(default=0.1, ge=0, lt=1)
+    patience: PositiveInt = 50
+    seed: int = 0
+    backend: Literal["auto", "stacked", "vmap", "loop"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class DataConfig(_Strict):
+    """Names of the input and target arrays (or CSV columns) in data files."""
+
+    x: str = "X"
+    y: str = "Y"
+
+
+class Config(_Strict):
+    """Everything needed to rebuild and retrain a surrogate."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Validate a nested dict; errors name the dotted key, the value and the expectation."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        """Read and validate a TOML file."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config {path} is not valid TOML: {exc}") from None
+        return cls.from_dict(values)
+
+    def updated(self, **overrides: Any) -> Config:
+        """A copy with dotted-key overrides applied, e.g. ``updated(**{"train.members": 8})``.
+
+        ``None`` values are skipped, so unset command-line flags keep the file's values.
+        """
+        values = self.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            section, _, name = key.partition(".")
+            values[section][name] = value
+        return Config.from_dict(values)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {key!r}")
+        else:
+            parts.append(f"{key} = {err.get('input')!r}: {err['msg']}")
+    return "; ".join(parts)

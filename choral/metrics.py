@@ -1,0 +1,112 @@
+"""Scores of a predictive against observed targets.
+
+Every function takes a predictive (:class:`~choral.predictive.GaussianMixture`) and targets ``y``
+of the predictive's shape (n, ...) and returns a Python float averaged over every target value
+(all samples and all outputs), so the NLL is per target value, as in published UCI tables.
+
+Examples:
+    >>> import torch
+    >>> from choral.predictive import GaussianMixture
+    >>> mix = GaussianMixture(torch.zeros(1, 2, 1), torch.ones(1, 2, 1))
+    >>> y = torch.tensor([[1.0], [-1.0]])
+    >>> rmse(mix, y), round(nll(mix, y), 6), coverage(mix, y, level=0.9)
+    (1.0, 1.418939, 1.0)
+    >>> sorted(evaluate(mix, y))  # doctest: +NORMALIZE_WHITESPACE
+    ['calibration_error', 'coverage_50', 'coverage_90', 'crps', 'interval_width_90',
+     'mean_std', 'nll', 'rmse']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from choral.errors import DataError
+from choral.predictive import GaussianMixture
+
+__all__ = ["calibration_error", "coverage", "crps", "evaluate", "interval_width", "nll", "pit",
+           "rmse"]
+
+
+def _targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
+    """``y`` as a float64 tensor of exactly the predictive's shape, or a DataError."""
+    try:
+        t = torch.as_tensor(y.detach() if isinstance(y, torch.Tensor) else y, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f"y must be a numeric array or tensor; got {type(y).__name__}") from exc
+    if t.shape != predictive.shape:
+        raise DataError(f"y must have the predictive's shape {tuple(predictive.shape)}; got "
+                        f"{tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise DataError("y must be finite; got NaN or inf values")
+    return t
+
+
+def rmse(predictive: GaussianMixture, y: Any) -> float:
+    """Root mean squared error of the mixture mean."""
+    y = _targets(predictive, y)
+    return torch.sqrt(((predictive.mean - y) ** 2).mean()).item()
+
+
+def nll(predictive: GaussianMixture, y: Any) -> float:
+    """Negative log likelihood per target value: ``-mean log p(y)``."""
+    return -predictive.log_prob(_targets(predictive, y)).mean().item()
+
+
+def crps(predictive: GaussianMixture, y: Any) -> float:
+    """Mean closed-form CRPS (in the targets' units; lower is better)."""
+    return predictive.crps(_targets(predictive, y)).mean().item()
+
+
+def _coverage(y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> float:
+    return ((y >= lower) & (y <= upper)).double().mean().item()
+
+
+def coverage(predictive: GaussianMixture, y: Any, level: float = 0.9) -> float:
+    """Fraction of target values inside the central ``level`` interval (ideally ``level``)."""
+    y = _targets(predictive, y)
+    return _coverage(y, *predictive.interval(level))
+
+
+def pit(predictive: GaussianMixture, y: Any) -> torch.Tensor:
+    """Probability integral transform ``F(y)`` (n, ...); uniform on (0, 1) if calibrated."""
+    return predictive.cdf(_targets(predictive, y))
+
+
+def calibration_error(predictive: GaussianMixture, y: Any, levels: int = 99) -> float:
+    """Mean absolute deviation of the PIT's empirical CDF from the uniform CDF.
+
+    With ``p_j = j / (levels + 1)`` for ``j = 1..levels``, this is
+    ``mean_j |#{PIT <= p_j} / N - p_j|`` over all ``N`` target values: 0 for perfect calibration,
+    up to about 0.5 for a predictive that is always wrong in the same direction.
+    """
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise DataError(f"levels must be a positive integer; got {levels!r}")
+    u = torch.sort(pit(predictive, y).reshape(-1)).values
+    p = torch.arange(1, levels + 1, dtype=torch.float64) / (levels + 1)
+    frac = torch.searchsorted(u, p, right=True).double() / u.numel()
+    return (frac - p).abs().mean().item()
+
+
+def interval_width(predictive: GaussianMixture, level: float = 0.9) -> float:
+    """Mean width of the central ``level`` interval (sharpness; lower is sharper)."""
+    lower, upper = predictive.interval(level)
+    return (upper - lower).mean().item()
+
+
+def evaluate(predictive: GaussianMixture, y: Any) -> dict[str, float]:
+    """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
+    mean_std and interval_width_90."""
+    y = _targets(predictive, y)
+    lo90, hi90 = predictive.interval(0.9)
+    return {
+        "rmse": rmse(predictive, y),
+        "nll": nll(predictive, y),
+        "crps": crps(predictive, y),
+        "coverage_90": _coverage(y, lo90, hi90),
+        "coverage_50": coverage(predictive, y, 0.5),
+        "calibration_error": calibration_error(predictive, y),
+        "mean_std": predictive.stddev.mean().item(),
+        "interval_width_90": (hi90 - lo90).mean().item(),
+    }

@@ -1,0 +1,161 @@
+"""The surrogate: a deep ensemble of Gaussian members behind ``fit`` / ``predict`` / ``save``.
+
+Examples:
+    >>> import numpy as np
+    >>> from choral.config import Config
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (64, 2)); Y = X[:, :1] ** 2
+    >>> cfg = Config().updated(**{"train.members": 3, "train.epochs": 5})
+    >>> pred = Surrogate(cfg).fit(X, Y).predict(X[:4])
+    >>> tuple(pred.mean.shape), tuple(pred.member_means.shape)
+    ((4, 1), (3, 4, 1))
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from choral.backbones import build_backbone
+from choral.config import Config
+from choral.data import check_arrays
+from choral.errors import DataError, ModelFileError
+from choral.heads import gaussian_head
+from choral.members import choose_backend, init_members, member_forward, predict_members
+from choral.normalise import Standardiser
+from choral.predictive import GaussianMixture
+from choral.storage import read_model_dir, write_model_dir
+from choral.training import EpochCallback, History, train_members
+
+FORMAT = {"format": "choral-surrogate", "version": 1}
+
+
+def member_seeds(seed: int, s: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Independent (initialisation seeds (s,), mini-batch seeds (s,), split seed) from ``seed``."""
+    init, batch, split = np.random.SeedSequence(seed).spawn(3)
+    return init.generate_state(s), batch.generate_state(s), int(split.generate_state(1)[0])
+
+
+class Surrogate:
+    """A vectorised deep ensemble whose predictive is the mixture of its Gaussian members."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.params: dict[str, Tensor] | None = None
+        self.metrics: dict[str, Any] = {}
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None) -> Surrogate:
+        """Train on ``X`` (n, d) and ``Y`` (n, m) (or (n,)); returns ``self``."""
+        X, Y = check_arrays(X, Y)
+        if X.ndim != 2:
+            raise DataError(f"X must be 2-D (n, d) for the mlp backbone; got shape {X.shape}")
+        cfg = self.config
+        self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
+        self.x_shape, self.y_shape = X.shape[1:], Y.shape[1:]
+        dtype = getattr(torch, cfg.train.dtype)
+        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=dtype)
+        Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype)
+        init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
+        train_idx, val_idx = _split(len(Xs), cfg.train.val_fraction, split_seed)
+        val = (Xs[val_idx], Ys[val_idx]) if len(val_idx) else (None, None)
+        self._build(init_seeds, dtype, probe=Xs[:2])
+        start = time.perf_counter()
+        self.params, history = self._train(Xs[train_idx], Ys[train_idx], *val, batch_seeds,
+                                           on_epoch)
+        self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
+                        "n_val": len(val_idx), "backend": self.backend, **vars(history)}
+        return self
+
+    def _build(self, init_seeds: np.ndarray, dtype: torch.dtype, probe: Tensor | None) -> None:
+        m = int(np.prod(self.y_shape))
+        cfg = self.config
+
+        def make() -> torch.nn.Module:
+            return build_backbone(cfg.model, int(np.prod(self.x_shape)), 2 * m)
+
+        self.template, self._init_params = init_members(make, init_seeds, dtype)
+        self.backend = choose_backend(self.template, cfg.train.backend, probe)
+        self._forward = member_forward(self.template, self.backend)
+
+    def _train(self, X, Y, X_val, Y_val, batch_seeds, on_epoch):
+        args = (X, Y, X_val, Y_val, self.config.train)
+        floor = self.config.model.variance_floor
+        if self.backend != "loop":
+            return train_members(self._forward, self._init_params, *args, batch_seeds, floor,
+                                 on_epoch)
+        parts, history = [], History()
+        for i in range(len(batch_seeds)):  # the fallback: one member after another
+            sub = {k: v[i:i + 1] for k, v in self._init_params.items()}
+            best, h = train_members(self._forward, sub, *args, batch_seeds[i:i + 1], floor,
+                                    on_epoch)
+            parts.append(best)
+            history.epochs_run = max(history.epochs_run, h.epochs_run)
+            for key in ("best_epoch", "best_val_nll", "train_nll"):
+                getattr(history, key).extend(getattr(h, key))
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, history
+
+    # -- prediction ----------------------------------------------------------------------------
+    def predict(self, X: Any) -> GaussianMixture:
+        """The mixture predictive at ``X`` (n, d), in the targets' original units."""
+        if self.params is None:
+            raise DataError("this surrogate is not fitted yet: call fit(X, Y) or load(dir)")
+        X, _ = check_arrays(X)
+        if X.shape[1:] != self.x_shape:
+            raise DataError(f"X must have {self.x_shape} features per sample, as in training; "
+                            f"got shape {X.shape}")
+        dtype = next(iter(self.params.values())).dtype
+        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=dtype)
+        out = predict_members(self._forward, self.params, Xs)
+        mean, var = gaussian_head(out.double(), self.config.model.variance_floor, dim=2)
+        loc, scale = self.y_norm.loc_scale(mean.ndim - 1)
+        return GaussianMixture(mean, var).affine(torch.as_tensor(loc), torch.as_tensor(scale))
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> None:
+        """Write the model directory atomically (see :mod:`choral.storage`)."""
+        if self.params is None:
+            raise DataError("cannot save a surrogate that is not fitted")
+        config = {**FORMAT, "config": self.config.model_dump(), "backend": self.backend,
+                  "x_shape": list(self.x_shape), "y_shape": list(self.y_shape)}
+        normaliser = {"x": self.x_norm.to_dict(), "y": self.y_norm.to_dict()}
+        write_model_dir(path, config, self.params, normaliser, {**self.metrics, **(metrics or {})})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Surrogate:
+        """Rebuild a saved surrogate; the weights are checked against the rebuilt network."""
+        config, weights, normaliser, metrics = read_model_dir(path)
+        try:
+            if config.get("format") != FORMAT["format"]:
+                raise KeyError("format")
+            self = cls(Config.from_dict(config["config"]))
+            self.x_shape, self.y_shape = tuple(config["x_shape"]), tuple(config["y_shape"])
+            self.x_norm = Standardiser.from_dict(normaliser["x"])
+            self.y_norm = Standardiser.from_dict(normaliser["y"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{Path(path) / 'config.json'} or normaliser.json is not a "
+                                 f"choral model file (bad or missing {exc})") from None
+        s = self.config.train.members
+        dtype = next(iter(weights.values())).dtype if weights else torch.float32
+        self._build(np.zeros(s, dtype=np.uint32), dtype, probe=None)
+        self.backend = config.get("backend", self.backend)
+        self._forward = member_forward(self.template, self.backend)
+        expected = {k: tuple(v.shape) for k, v in self._init_params.items()}
+        got = {k: tuple(v.shape) for k, v in weights.items()}
+        if expected != got:
+            raise ModelFileError(f"{Path(path) / 'weights.safetensors'} does not match the network "
+                                 f"in config.json: expected {expected}, found {got}")
+        self.params, self.metrics = weights, metrics
+        return self
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Shuffled train and validation indices, with at least one validation row when asked."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = min(max(int(round(fraction * n)), 1 if fraction > 0 else 0), n - 1)
+    return perm[n_val:], perm[:n_val]

@@ -14,6 +14,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,6 +25,11 @@ from choral.metrics import evaluate as score
 from choral.simulators import SIMULATORS
 from choral.simulators import simulate as run_simulator
 from choral.surrogate import Surrogate
+
+try:  # typer >= 0.2x vendors click as typer._click (no `click` module); older typers use click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Probabilistic neural surrogates: vectorised ensembles with calibrated "
@@ -145,20 +151,20 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Working directory.
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
-    except ChoralError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        code = app(standalone_mode=False)  # an int when typer turned Ctrl-C etc. into an exit
+    except ChoralError as exc:  # escape: names like run[v2].npz are not rich markup; no wrapping
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except ClickException as exc:  # usage errors: unknown verb or option, bad option value
+        exc.show()
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        if code == 130:
+            err.print("aborted")
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class TrainConfig(_Strict):
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 3e-3
     weight_decay: float = Field(default=1e-4, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``cosine`` anneals the learning rate to zero over ``epochs`` (the same for every member)."""
     val_fraction: float = Field(default=0.1, ge=0, lt=1)
     patience: PositiveInt = 50
     seed: int = 0

@@ -13,14 +13,13 @@ Every problem with the data is a DataError naming the argument, what was expecte
 import csv
 import os
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from choral.atomic import atomic_write
 from choral.errors import DataError
 
 SUPPORTED_LOAD = (".npz", ".csv", ".h5", ".hdf5", ".pt")
@@ -184,20 +183,6 @@ def load_data(
     return check_arrays(found[x_key], found.get(y_key), x_name=x_key, y_name=y_key)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _csv_table(arrays: dict[str, np.ndarray], n: int) -> tuple[list[str], np.ndarray]:
     names: list[str] = []
     for k, v in arrays.items():
@@ -234,7 +219,7 @@ def save_data(
     if suffix == ".csv":
         names, table = _csv_table(arrays, x.shape[0])
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         if suffix == ".npz":
             with open(tmp, "wb") as f:  # a file object, so np.savez appends no ".npz"
                 np.savez(f, **arrays)
@@ -246,4 +231,4 @@ def save_data(
                 for k, v in arrays.items():
                     f.create_dataset(k, data=v)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)

@@ -73,6 +73,6 @@ class ChoralRegressor(RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.single_output = False
+        tags.target_tags.multi_output = True  # y may be (n,) or (n, m); single output works too
         tags.non_deterministic = False
         return tags

@@ -51,6 +51,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Ten
     s, n = len(batch_seeds), X.shape[0]
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+                if cfg.lr_schedule == "cosine" else None)
     gens = [torch.Generator().manual_seed(int(seed)) for seed in batch_seeds]
     best = {k: v.detach().clone() for k, v in params.items()}
     best_nll = torch.full((s,), float("inf"), dtype=torch.float64)
@@ -68,6 +70,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Ten
             opt.step()
             total += losses.detach().double() * idx.shape[1]
         history.epochs_run = epoch + 1
+        if schedule:
+            schedule.step()
         train_nll = total / n
         if X_val is None:
             if on_epoch:

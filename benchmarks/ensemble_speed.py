@@ -8,6 +8,10 @@ s in {1, 4, 8, 16}, all timed side by side in this one run, against one plain ne
 
 Targets: the s=8 ensemble costs at most 2x one plain network, and is at least 3x faster than the
 loop at s=8.
+
+U-Net part (issue 3): a 2-D U-Net (depth 3, width 16) at 64x64, 64 samples per epoch, batch 8:
+the s=4 ensemble stacked (grouped convolutions) and through vmap, against the loop of 4 members
+and against one member (s=1, stacked). Target: s=4 costs at most 2.4x one member.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from functools import partial
 
 import torch
 
-from choral.backbones import MLP
+from choral.backbones import MLP, UNet
 from choral.config import TrainConfig
 from choral.heads import gaussian_head, gaussian_nll
 from choral.members import init_members, member_forward
@@ -43,10 +47,11 @@ def plain_epochs(X, Y, epochs: int) -> None:
             opt.step()
 
 
-def ensemble_epochs(X, Y, s: int, backend: str, epochs: int) -> None:
+def ensemble_epochs(X, Y, s: int, backend: str, epochs: int, make=lambda: MLP(D, 2, HIDDEN),
+                    batch: int = BATCH) -> None:
     """``s`` members through choral's trainer: together (stacked/vmap) or one by one (loop)."""
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=1e-3)
-    template, params = init_members(lambda: MLP(D, 2, HIDDEN), list(range(s)))
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=1e-3)
+    template, params = init_members(make, list(range(s)))
     forward = member_forward(template, backend)
     if backend == "loop":
         for i in range(s):
@@ -74,6 +79,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--no-unet", action="store_true", help="skip the U-Net part")
     args = parser.parse_args()
     g = torch.Generator().manual_seed(0)
     X, Y = torch.randn(N, D, generator=g), torch.randn(N, 1, generator=g)
@@ -94,7 +100,26 @@ def main() -> None:
     if at8:
         result["targets"] = {"s8_over_plain<=2": at8["stacked_over_plain"] <= 2,
                              "loop_over_s8>=3": at8["loop_over_stacked"] >= 3}
+    if not args.no_unet:
+        result["unet"] = unet_rows(args.epochs, args.repeats)
     print(json.dumps(result, indent=2))
+
+
+def unet_rows(epochs: int, repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(64, 1, 64, 64, generator=g), torch.randn(64, 1, 64, 64, generator=g)
+
+    def make():
+        return UNet(1, 2, dim=2, depth=3, width=16)
+
+    runs = {"s1": partial(ensemble_epochs, X, Y, 1, "stacked", make=make, batch=8)}
+    for backend in ("stacked", "vmap", "loop"):
+        runs[backend] = partial(ensemble_epochs, X, Y, 4, backend, make=make, batch=8)
+    t = per_epoch(runs, epochs, repeats)
+    return {"grid": [64, 64], "samples": 64, "batch": 8, "s": 4, "seconds_per_epoch": t,
+            "stacked_over_s1": t["stacked"] / t["s1"], "vmap_over_s1": t["vmap"] / t["s1"],
+            "loop_over_s1": t["loop"] / t["s1"],
+            "target_s4<=2.4x_s1": min(t["stacked"], t["vmap"]) / t["s1"] <= 2.4}
 
 
 if __name__ == "__main__":

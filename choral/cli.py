@@ -1,4 +1,4 @@
-"""The ``choral`` command line: simulate, fit, evaluate, predict, demo.
+"""The ``choral`` command line: simulate, fit, evaluate, predict, report, demo.
 
 Every user error (bad data, bad config, damaged model directory) prints one message naming what is
 wrong and exits with code 2; nothing half-written is left behind.
@@ -7,6 +7,7 @@ wrong and exits with code 2; nothing half-written is left behind.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,7 @@ from choral.config import Config
 from choral.data import load_data, save_data
 from choral.errors import ChoralError
 from choral.metrics import evaluate as score
-from choral.simulators import SIMULATORS
+from choral.simulators import KINDS
 from choral.simulators import simulate as run_simulator
 from choral.surrogate import Surrogate
 
@@ -45,20 +46,32 @@ YOpt = Annotated[str | None, typer.Option("--y", help="Name of the target array/
 
 
 @app.command()
-def simulate(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SIMULATORS)}.")],
+def simulate(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS)}.")],
              n: Annotated[int, typer.Option("--n", help="Number of runs.")] = 1000,
              seed: Annotated[int, typer.Option(help="Random seed of the input design.")] = 0,
              out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")] = Path(
-                 "data.npz")) -> None:
-    """Generate data with a built-in simulator (inputs sampled uniformly in its box)."""
-    X, Y = run_simulator(name, n, seed)
+                 "data.npz"),
+             resolution: Annotated[int | None, typer.Option(
+                 help="Grid points per axis (field simulators: darcy, burgers).")] = None,
+             workers: Annotated[int, typer.Option(
+                 help="Processes solving in parallel (field simulators).")] = 1) -> None:
+    """Generate data with a built-in simulator (inputs sampled in its standard box)."""
+    if KINDS.get(name) == "field":
+        with _progress("samples") as bar:
+            task = bar.add_task(f"simulate {name}", total=n, info="")
+            options = {"resolution": resolution} if resolution else {}
+            X, Y = run_simulator(name, n, seed, workers=workers, **options,
+                                 progress=lambda done, total: bar.update(task, completed=done))
+    else:
+        extra = {"resolution": resolution} if resolution else {}
+        X, Y = run_simulator(name, n, seed, **extra)
     save_data(out_path, X, Y)
     err.print(f"wrote {n} runs of {name} to {out_path} (X {X.shape}, Y {Y.shape})")
 
 
-def _progress() -> Progress:
+def _progress(unit: str = "epochs") -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total} epochs"),
+                    TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                     console=err)
 
@@ -71,6 +84,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
         backend: Annotated[str | None, typer.Option(
             help="auto, stacked, vmap or loop.")] = None,
+        backbone: Annotated[str | None, typer.Option(
+            help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
         x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory."""
@@ -78,6 +93,9 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         "train.members": members, "train.epochs": epochs, "train.seed": seed,
         "train.backend": backend, "data.x": x, "data.y": y})
     X, Y = load_data(data, x_key=cfg.data.x, y_key=cfg.data.y)
+    if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
+        backbone = "unet"  # fields need the U-Net; the summary below says which was used
+    cfg = cfg.updated(**{"model.backbone": backbone})
     with _progress() as bar:
         task = bar.add_task("fit", total=cfg.train.epochs, info="", visible=not quiet)
 
@@ -88,13 +106,15 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         model = Surrogate(cfg).fit(X, Y, on_epoch=on_epoch)
         bar.update(task, completed=cfg.train.epochs)
     model.save(out_dir)
-    summary = {"model": str(out_dir), "backend": model.backend, "members": cfg.train.members,
+    summary = {"model": str(out_dir), "backbone": cfg.model.backbone, "backend": model.backend,
+               "members": cfg.train.members,
                "epochs_run": model.metrics["epochs_run"],
                "train_seconds": round(model.metrics["train_seconds"], 2)}
     if as_json:
         print(json.dumps(summary))
     else:
-        err.print(f"saved {cfg.train.members}-member ensemble ({model.backend} backend, "
+        err.print(f"saved {cfg.train.members}-member {cfg.model.backbone} ensemble "
+                  f"({model.backend} backend, "
                   f"{summary['epochs_run']} epochs, {summary['train_seconds']} s) to {out_dir}")
 
 
@@ -136,16 +156,57 @@ def predict(model: ModelOpt, data: DataOpt,
 
 
 @app.command()
+def report(model: ModelOpt, data: DataOpt,
+           out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
+           x: XOpt = None, y: YOpt = None,
+           examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4) -> None:
+    """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores."""
+    from choral.report import write_report  # matplotlib is slow to import; only here
+
+    surrogate = Surrogate.load(model)
+    X, Y = _load_xy(surrogate, data, x, y, require_y=True)
+    pred = surrogate.predict(X)
+    info = {"model": str(model), "data": str(data), "backbone": surrogate.config.model.backbone,
+            "members": surrogate.config.train.members, "samples": len(X)}
+    index = write_report(out_dir, X, Y, pred, score(pred, Y), title=f"choral report: {model.name}",
+                         n_examples=examples, model_info=info)
+    err.print(f"wrote report to {index}")
+
+
+@app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Working directory.")] = Path(
-        "demo-output")) -> None:
-    """Borehole end to end: simulate, fit a 5-member ensemble, evaluate, predict."""
-    train, test, model = out_dir / "train.npz", out_dir / "test.npz", out_dir / "model"
-    simulate("borehole", n=2000, seed=0, out_path=train)
-    simulate("borehole", n=500, seed=1, out_path=test)
-    fit(data=train, out_dir=model)
+        "demo-output"),
+         n_train: Annotated[int, typer.Option(help="Darcy training samples.")] = 400,
+         resolution: Annotated[int, typer.Option(help="Darcy grid points per axis.")] = 32,
+         epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 60) -> None:
+    """Darcy flow end to end: simulate, fit a 4-member U-Net ensemble, evaluate, report."""
+    train, test, model = out_dir / "darcy_train.h5", out_dir / "darcy_test.h5", out_dir / "model"
+    workers = min(4, os.cpu_count() or 1)
+    simulate("darcy", n=n_train, seed=0, out_path=train, resolution=resolution, workers=workers)
+    simulate("darcy", n=100, seed=1, out_path=test, resolution=resolution, workers=workers)
+    config = out_dir / "demo.toml"
+    config.write_text(DEMO_CONFIG.format(epochs=epochs))
+    fit(data=train, out_dir=model, config=config)
     evaluate(model=model, data=test)
-    predict(model=model, data=test, out_path=out_dir / "pred.npz")
-    err.print(f"demo done: everything is in {out_dir}/")
+    report(model=model, data=test, out_dir=out_dir / "report")
+    err.print(f"demo done: open {out_dir / 'report' / 'index.html'}")
+
+
+DEMO_CONFIG = """\
+[model]
+backbone = "unet"
+activation = "gelu"
+[model.unet]
+depth = 3
+width = 16
+[train]
+members = 4
+epochs = {epochs}
+batch_size = 16
+lr = 3e-3
+lr_schedule = "cosine"
+patience = 20
+"""
 
 
 def main() -> None:

@@ -29,28 +29,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ModelConfig(_Strict):
-    """The member network: an MLP with a heteroscedastic Gaussian head."""
+class UNetConfig(_Strict):
+    """The U-Net backbone for fields (see :class:`choral.backbones.unet.UNet`)."""
 
-    backbone: Literal["mlp"] = "mlp"
+    depth: PositiveInt = 3
+    width: PositiveInt = 32
+    multipliers: list[PositiveInt] | None = None
+    norm: Literal["group", "instance", "none"] = "group"
+    padding_mode: Literal["zeros", "circular", "reflect"] = "zeros"
+    kernel_size: Literal[1, 3, 5, 7] = 3
+    downsample: Literal["conv", "avgpool"] = "conv"
+    upsample: Literal["nearest", "transpose"] = "nearest"
+
+
+class ModelConfig(_Strict):
+    """The member network (an MLP for vectors, a U-Net for fields) with a Gaussian head."""
+
+    backbone: Literal["mlp", "unet"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+    """Hidden widths of the MLP."""
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+    unet: UNetConfig = Field(default_factory=UNetConfig)
     variance_floor: PositiveFloat = 1e-6
     """Smallest predicted variance, in standardised units."""
 
 
 class TrainConfig(_Strict):
-    """How the ensemble is trained (Gaussian NLL, AdamW, early stopping per member)."""
+    """How the ensemble is trained (Gaussian NLL, AdamW, early stopping per member).
+
+    The defaults were chosen on validation data carved out of UCI training splits, never on test
+    data (``benchmarks/uci_select.py``; figures in ``benchmarks/RESULTS.md``).
+    """
 
     members: PositiveInt = 5
     epochs: PositiveInt = 1000
-    batch_size: PositiveInt = 64
-    lr: PositiveFloat = 3e-3
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 1e-2
     weight_decay: float = Field(default=1e-4, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     """``cosine`` anneals the learning rate to zero over ``epochs`` (the same for every member)."""
     val_fraction: float = Field(default=0.1, ge=0, lt=1)
-    patience: PositiveInt = 50
+    patience: PositiveInt = 100
     seed: int = 0
     backend: Literal["auto", "stacked", "vmap", "loop"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
@@ -99,8 +118,11 @@ class Config(_Strict):
         for key, value in overrides.items():
             if value is None:
                 continue
-            section, _, name = key.partition(".")
-            values[section][name] = value
+            *path, name = key.split(".")
+            target = values
+            for part in path:
+                target = target[part]
+            target[name] = value
         return Config.from_dict(values)
 
 

@@ -19,17 +19,20 @@ from typing import Any
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from choral.config import Config
+from choral.config import Config, TrainConfig
 from choral.surrogate import Surrogate
+
+_T = TrainConfig()  # the defaults below are choral's own
 
 
 class ChoralRegressor(RegressorMixin, BaseEstimator):
     """Deep-ensemble regressor with a mixture predictive; parameters mirror ``Config``."""
 
-    def __init__(self, members: int = 5, hidden: tuple[int, ...] = (64, 64),
-                 activation: str = "relu", epochs: int = 1000, batch_size: int = 64,
-                 lr: float = 3e-3, weight_decay: float = 1e-4, val_fraction: float = 0.1,
-                 patience: int = 50, seed: int = 0, backend: str = "auto") -> None:
+    def __init__(self, members: int = _T.members, hidden: tuple[int, ...] = (64, 64),
+                 activation: str = "relu", epochs: int = _T.epochs,
+                 batch_size: int = _T.batch_size, lr: float = _T.lr,
+                 weight_decay: float = _T.weight_decay, val_fraction: float = _T.val_fraction,
+                 patience: int = _T.patience, seed: int = 0, backend: str = "auto") -> None:
         self.members = members
         self.hidden = hidden
         self.activation = activation

@@ -25,8 +25,8 @@ import torch
 from choral.errors import DataError
 from choral.predictive import GaussianMixture
 
-__all__ = ["calibration_error", "coverage", "crps", "evaluate", "interval_width", "nll", "pit",
-           "rmse"]
+__all__ = ["calibration_error", "coverage", "crps", "evaluate", "interval_width", "nll", "nrmse",
+           "pit", "relative_l2", "rmse"]
 
 
 def _targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
@@ -89,6 +89,25 @@ def calibration_error(predictive: GaussianMixture, y: Any, levels: int = 99) -> 
     return (frac - p).abs().mean().item()
 
 
+def relative_l2(predictive: GaussianMixture, y: Any) -> float:
+    """Mean over samples of ``||mean_i - y_i||_2 / ||y_i||_2`` (the FNO paper's test error).
+
+    >>> import torch
+    >>> mix = GaussianMixture(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    >>> relative_l2(mix, torch.full((2, 1, 4), 2.0))
+    0.5
+    """
+    y = _targets(predictive, y)
+    err = (predictive.mean - y).flatten(1).norm(dim=1)
+    return (err / y.flatten(1).norm(dim=1)).mean().item()
+
+
+def nrmse(predictive: GaussianMixture, y: Any) -> float:
+    """RMSE divided by the targets' standard deviation (0 perfect, 1 as good as their mean)."""
+    y = _targets(predictive, y)
+    return rmse(predictive, y) / y.std().item()
+
+
 def interval_width(predictive: GaussianMixture, level: float = 0.9) -> float:
     """Mean width of the central ``level`` interval (sharpness; lower is sharper)."""
     lower, upper = predictive.interval(level)
@@ -97,10 +116,12 @@ def interval_width(predictive: GaussianMixture, level: float = 0.9) -> float:
 
 def evaluate(predictive: GaussianMixture, y: Any) -> dict[str, float]:
     """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
-    mean_std and interval_width_90."""
+    mean_std and interval_width_90; for fields (n, c, *grid) also rel_l2 and nrmse."""
     y = _targets(predictive, y)
     lo90, hi90 = predictive.interval(0.9)
-    return {
+    fields = {"rel_l2": relative_l2(predictive, y), "nrmse": nrmse(predictive, y)} \
+        if y.ndim > 2 else {}
+    return {**fields,
         "rmse": rmse(predictive, y),
         "nll": nll(predictive, y),
         "crps": crps(predictive, y),

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,9 @@ class Surrogate:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None) -> Surrogate:
-        """Train on ``X`` (n, d) and ``Y`` (n, m) (or (n,)); returns ``self``."""
+        """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
+        fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net; returns ``self``."""
         X, Y = check_arrays(X, Y)
-        if X.ndim != 2:
-            raise DataError(f"X must be 2-D (n, d) for the mlp backbone; got shape {X.shape}")
         cfg = self.config
         self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
         self.x_shape, self.y_shape = X.shape[1:], Y.shape[1:]
@@ -73,14 +73,13 @@ class Surrogate:
         return self
 
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype, probe: Tensor | None) -> None:
-        m = int(np.prod(self.y_shape))
-        cfg = self.config
+        build_backbone(self.config.model, self.x_shape, self.y_shape)  # fail before seeding
 
         def make() -> torch.nn.Module:
-            return build_backbone(cfg.model, int(np.prod(self.x_shape)), 2 * m)
+            return build_backbone(self.config.model, self.x_shape, self.y_shape)
 
         self.template, self._init_params = init_members(make, init_seeds, dtype)
-        self.backend = choose_backend(self.template, cfg.train.backend, probe)
+        self.backend = choose_backend(self.template, self.config.train.backend, probe)
         self._forward = member_forward(self.template, self.backend)
 
     def _train(self, X, Y, X_val, Y_val, batch_seeds, on_epoch):
@@ -102,7 +101,10 @@ class Surrogate:
 
     # -- prediction ----------------------------------------------------------------------------
     def predict(self, X: Any) -> GaussianMixture:
-        """The mixture predictive at ``X`` (n, d), in the targets' original units."""
+        """The mixture predictive at ``X`` (n, d) or (n, c_in, *grid), in original units.
+
+        Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...).
+        """
         if self.params is None:
             raise DataError("this surrogate is not fitted yet: call fit(X, Y) or load(dir)")
         X, _ = check_arrays(X)
@@ -111,7 +113,8 @@ class Surrogate:
                             f"got shape {X.shape}")
         dtype = next(iter(self.params.values())).dtype
         Xs = torch.as_tensor(self.x_norm.transform(X), dtype=dtype)
-        out = predict_members(self._forward, self.params, Xs)
+        chunk = max(1, 2**22 // (math.prod(self.x_shape) * len(self.params) or 1))
+        out = predict_members(self._forward, self.params, Xs, chunk)
         mean, var = gaussian_head(out.double(), self.config.model.variance_floor, dim=2)
         loc, scale = self.y_norm.loc_scale(mean.ndim - 1)
         return GaussianMixture(mean, var).affine(torch.as_tensor(loc), torch.as_tensor(scale))

@@ -15,7 +15,9 @@ from choral.metrics import (
     evaluate,
     interval_width,
     nll,
+    nrmse,
     pit,
+    relative_l2,
     rmse,
 )
 from choral.predictive import GaussianMixture
@@ -128,5 +130,18 @@ def test_fields():
     assert pit(mix, y).shape == (6, 1, 4, 4)
     flat = GaussianMixture(mu.reshape(3, 96), var.reshape(3, 96))
     flat_res = evaluate(flat, y.reshape(96))
-    for key, value in res.items():
-        assert value == pytest.approx(flat_res[key], rel=1e-12, abs=1e-15)
+    for key, value in flat_res.items():
+        assert res[key] == pytest.approx(value, rel=1e-12, abs=1e-15)
+    assert set(res) - set(flat_res) == {"rel_l2", "nrmse"}
+
+
+def test_relative_l2_and_nrmse_by_hand():
+    rng = np.random.default_rng(3)
+    mu, y = rng.normal(size=(2, 5, 1, 3, 3)), rng.normal(size=(5, 1, 3, 3))
+    mix = GaussianMixture(mu, np.ones_like(mu))
+    mean = mu.mean(0)
+    by_hand = np.mean([np.sqrt(((mean[i] - y[i]) ** 2).sum() / (y[i] ** 2).sum())
+                       for i in range(5)])
+    assert relative_l2(mix, y) == pytest.approx(by_hand, rel=1e-12)
+    assert nrmse(mix, y) == pytest.approx(np.sqrt(((mean - y) ** 2).mean()) / y.std(ddof=1),
+                                          rel=1e-12)

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from choral.config import ModelConfig
-
 ACTIVATIONS = {"relu": nn.functional.relu, "gelu": nn.functional.gelu,
                "silu": nn.functional.silu, "tanh": torch.tanh}
 
@@ -54,8 +52,3 @@ class MLP(nn.Module):
             if i < last:
                 x = act(x)
         return x
-
-
-def build_backbone(cfg: ModelConfig, d_in: int, d_out: int) -> nn.Module:
-    """The member network for ``cfg``: ``d_out`` is twice the number of targets (mean, variance)."""
-    return MLP(d_in, d_out, cfg.hidden, cfg.activation)

@@ -1,47 +1,203 @@
-"""Built-in analytic simulators: borehole (d=8), branin (d=2) and hartmann6 (d=6).
+"""Built-in simulators: analytic functions (vectors) and PDE solvers on FNO protocols (fields).
 
-``simulate(name, n, seed)`` returns ``X`` of shape ``(n, d)`` and ``Y`` of shape ``(n, 1)``.
+- ``"vector"`` simulators (:data:`SIMULATORS`): borehole (d=8), branin (d=2), hartmann6 (d=6);
+  ``simulate(name, n, seed)`` returns ``X`` of shape ``(n, d)`` and ``Y`` of shape ``(n, 1)``.
+- ``"field"`` simulators (:data:`FIELD_SIMULATORS`): ``darcy`` returns ``X = a`` and ``Y = u`` of
+  shape ``(n, 1, res, res)``; ``burgers`` returns ``X = u0`` and ``Y = u(t=1)`` of shape
+  ``(n, 1, res)``. They take ``resolution``, ``workers``, ``progress`` and solver options.
+
+:data:`KINDS` maps every name to its kind, so a caller can tell vector data from field data.
 
 >>> X, Y = simulate("branin", 3, seed=0)
 >>> X.shape, Y.shape
 ((3, 2), (3, 1))
+>>> X, Y = simulate("darcy", 1, seed=0, resolution=5, fine=9)
+>>> KINDS["darcy"], X.shape, Y.shape
+('field', (1, 1, 5, 5), (1, 1, 5, 5))
 """
 
 from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from choral.errors import DataError
 from choral.simulators.analytic import BOREHOLE, BRANIN, HARTMANN6, Simulator
+from choral.simulators.burgers import simulate_burgers
+from choral.simulators.darcy import simulate_darcy
+from choral.simulators.grf import check_count
+
+__all__ = [
+    "FIELD_SIMULATORS",
+    "KINDS",
+    "SIMULATORS",
+    "FieldSimulator",
+    "Simulator",
+    "get_simulator",
+    "run_batches",
+    "simulate",
+]
+
+
+@dataclass(frozen=True)
+class FieldSimulator:
+    """A PDE simulator whose inputs and outputs are fields ``(n, c, *grid)``; ``kind == "field"``.
+
+    ``function(n, seed, **options)`` returns ``(X, Y)``; ``options`` names the keywords it takes.
+
+    >>> FIELD_SIMULATORS["burgers"].options[:2]
+    ('resolution', 'fine')
+    """
+
+    name: str
+    function: Callable[..., tuple[np.ndarray, np.ndarray]]
+    options: tuple[str, ...]
+    kind: str = "field"
+
+    def __call__(
+        self, n: int, seed: int | None = None, **options: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``n`` samples; an option not in ``options`` raises :class:`DataError` naming it."""
+        _check_options(self.name, options, self.options)
+        return self.function(n, seed, **options)
+
+
+def _check_options(name: str, given: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in given:
+        if key not in allowed:
+            takes = ", ".join(allowed) if allowed else "no keyword arguments"
+            raise DataError(
+                f"simulator {name!r} got an unexpected argument {key!r}; it takes: {takes}"
+            )
+
 
 SIMULATORS: dict[str, Simulator] = {s.name: s for s in (BOREHOLE, BRANIN, HARTMANN6)}
+_COMMON = ("resolution", "fine", "fine_min", "workers", "progress")
+FIELD_SIMULATORS: dict[str, FieldSimulator] = {
+    "darcy": FieldSimulator("darcy", simulate_darcy, _COMMON + ("face",)),
+    "burgers": FieldSimulator("burgers", simulate_burgers, _COMMON + ("t", "nu", "dt", "modes")),
+}
+KINDS: dict[str, str] = {
+    **dict.fromkeys(SIMULATORS, "vector"),
+    **dict.fromkeys(FIELD_SIMULATORS, "field"),
+}
 
-__all__ = ["SIMULATORS", "Simulator", "get_simulator", "simulate"]
 
-
-def get_simulator(name: str) -> Simulator:
-    """Return the built-in simulator called ``name``.
+def get_simulator(name: str) -> Simulator | FieldSimulator:
+    """Return the built-in simulator called ``name`` (see :data:`KINDS` for its kind).
 
     >>> get_simulator("hartmann6").bounds.shape
     (6, 2)
+    >>> get_simulator("darcy").kind
+    'field'
     """
-    try:
+    if isinstance(name, str) and name in SIMULATORS:
         return SIMULATORS[name]
-    except (KeyError, TypeError):
-        known = ", ".join(sorted(SIMULATORS))
-        raise DataError(f"unknown simulator {name!r}; known simulators: {known}") from None
+    if isinstance(name, str) and name in FIELD_SIMULATORS:
+        return FIELD_SIMULATORS[name]
+    raise DataError(
+        f"unknown simulator {name!r}; known simulators: {', '.join(sorted(SIMULATORS))}"
+        f"; field simulators: {', '.join(sorted(FIELD_SIMULATORS))}"
+    )
 
 
-def simulate(name: str, n: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``n`` inputs of simulator ``name`` and evaluate it.
+def simulate(
+    name: str, n: int, seed: int | None = None, **options: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``n`` inputs of simulator ``name`` and evaluate it; float64 ``(X, Y)``.
 
-    Returns ``(X, Y)`` with ``X`` of shape ``(n, d)`` and ``Y`` of shape ``(n, 1)``, float64.
+    Vector simulators: ``X (n, d)``, ``Y (n, 1)``, no options. Field simulators: see the module.
 
     >>> simulate("branin", 3, seed=0)[0].shape
     (3, 2)
-    >>> simulate("borehole", 2, seed=0)[1].shape
-    (2, 1)
+    >>> simulate("burgers", 2, seed=0, resolution=8, fine=64)[1].shape
+    (2, 1, 8)
     """
     sim = get_simulator(name)
+    if isinstance(sim, FieldSimulator):
+        return sim(n, seed, **options)
+    _check_options(name, options, ())
     X = sim.sample(n, seed)
     return X, sim(X)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # Linux: fork, which needs no `if __name__ == "__main__"` guard and works from notebooks and
+    # stdin; the workers run numpy/scipy only, never the parent's torch threads. Elsewhere: spawn.
+    linux = sys.platform.startswith("linux")
+    ctx = multiprocessing.get_context("fork" if linux else None)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def run_batches(
+    fn: Callable[..., tuple[np.ndarray, ...]],
+    batches: Iterable[np.ndarray],
+    args: tuple,
+    total: int,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Apply ``fn(batch, *args)`` to each batch and concatenate the returned arrays along axis 0.
+
+    ``batches`` (each ``(b, ...)``, ``total`` samples in all) is consumed lazily in order; with
+    ``workers > 1`` at most ``2 * workers`` batches are in flight in a process pool (``fn`` must be
+    a module-level function). Results are put back in batch order, so they do not depend on
+    ``workers``. ``progress(done, total)`` is called after each batch.
+
+    >>> run_batches(lambda b: (2 * b,), [np.ones(2), np.zeros(1)], (), 3)[0].tolist()
+    [2.0, 2.0, 0.0]
+    """
+    workers = check_count(workers, "workers", 1)
+    if progress is not None and not callable(progress):
+        raise DataError(f"progress must be callable(done, total) or None, got {progress!r}")
+    results: dict[int, tuple[np.ndarray, ...]] = {}
+    done = 0
+
+    def finish(i: int, out: tuple[np.ndarray, ...]) -> None:
+        nonlocal done
+        results[i] = out
+        done += len(out[0])
+        if progress is not None:
+            progress(done, total)
+
+    if workers == 1:
+        for i, batch in enumerate(batches):
+            finish(i, fn(batch, *args))
+    else:
+        _run_pool(fn, batches, args, workers, finish)
+    ordered = [results[i] for i in sorted(results)]
+    return tuple(np.concatenate(parts) for parts in zip(*ordered, strict=True))
+
+
+def _run_pool(
+    fn: Callable[..., tuple[np.ndarray, ...]],
+    batches: Iterable[np.ndarray],
+    args: tuple,
+    workers: int,
+    finish: Callable[[int, Any], None],
+) -> None:
+    todo = enumerate(batches)
+    pending: dict[Future, int] = {}
+    with _pool(workers) as pool:
+        try:
+            for i, batch in todo:
+                pending[pool.submit(fn, batch, *args)] = i
+                while len(pending) >= 2 * workers:
+                    _collect(pending, finish)
+            while pending:
+                _collect(pending, finish)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _collect(pending: dict[Future, int], finish: Callable[[int, Any], None]) -> None:
+    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+    for future in finished:
+        finish(pending.pop(future), future.result())

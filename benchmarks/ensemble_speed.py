@@ -37,7 +37,7 @@ def plain_epochs(X, Y, epochs: int) -> None:
     """The reference: one ordinary network and optimiser, the usual PyTorch loop."""
     torch.manual_seed(0)
     net = MLP(D, 2, HIDDEN)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
     for _ in range(epochs):
         for idx in torch.randperm(N).split(BATCH):
             mean, var = gaussian_head(net(X[idx]), 1e-6)
@@ -80,7 +80,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--no-unet", action="store_true", help="skip the U-Net part")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     X, Y = torch.randn(N, D, generator=g), torch.randn(N, 1, generator=g)
     runs = {"plain": lambda e: plain_epochs(X, Y, e)}

@@ -74,7 +74,7 @@ def summarise(rows: list[dict], ref: dict) -> dict:
     out = {}
     for name in sorted({r["dataset"] for r in rows}):
         rs = [r for r in rows if r["dataset"] == name]
-        entry = {"splits": len(rs)}
+        entry = {"splits": len(rs), "nll_per_split": [round(r["nll"], 4) for r in rs]}
         for key in ("nll", "rmse", "crps", "coverage_90", "calibration_error", "seconds"):
             v = np.array([r[key] for r in rs])
             entry[key] = float(v.mean())

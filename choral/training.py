@@ -50,7 +50,7 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Ten
     """
     s, n = len(batch_seeds), X.shape[0]
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
                 if cfg.lr_schedule == "cosine" else None)
     gens = [torch.Generator().manual_seed(int(seed)) for seed in batch_seeds]

@@ -25,11 +25,11 @@ import torch
 from choral.errors import DataError
 from choral.predictive import GaussianMixture
 
-__all__ = ["calibration_error", "coverage", "crps", "evaluate", "interval_width", "nll", "nrmse",
-           "pit", "relative_l2", "rmse"]
+__all__ = ["calibration_error", "check_targets", "coverage", "crps", "evaluate",
+           "interval_width", "nll", "nrmse", "pit", "relative_l2", "rmse"]
 
 
-def _targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
+def check_targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
     """``y`` as a float64 tensor of exactly the predictive's shape, or a DataError."""
     try:
         t = torch.as_tensor(y.detach() if isinstance(y, torch.Tensor) else y, dtype=torch.float64)
@@ -45,18 +45,18 @@ def _targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
 
 def rmse(predictive: GaussianMixture, y: Any) -> float:
     """Root mean squared error of the mixture mean."""
-    y = _targets(predictive, y)
+    y = check_targets(predictive, y)
     return torch.sqrt(((predictive.mean - y) ** 2).mean()).item()
 
 
 def nll(predictive: GaussianMixture, y: Any) -> float:
     """Negative log likelihood per target value: ``-mean log p(y)``."""
-    return -predictive.log_prob(_targets(predictive, y)).mean().item()
+    return -predictive.log_prob(check_targets(predictive, y)).mean().item()
 
 
 def crps(predictive: GaussianMixture, y: Any) -> float:
     """Mean closed-form CRPS (in the targets' units; lower is better)."""
-    return predictive.crps(_targets(predictive, y)).mean().item()
+    return predictive.crps(check_targets(predictive, y)).mean().item()
 
 
 def _coverage(y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> float:
@@ -65,13 +65,13 @@ def _coverage(y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> floa
 
 def coverage(predictive: GaussianMixture, y: Any, level: float = 0.9) -> float:
     """Fraction of target values inside the central ``level`` interval (ideally ``level``)."""
-    y = _targets(predictive, y)
+    y = check_targets(predictive, y)
     return _coverage(y, *predictive.interval(level))
 
 
 def pit(predictive: GaussianMixture, y: Any) -> torch.Tensor:
     """Probability integral transform ``F(y)`` (n, ...); uniform on (0, 1) if calibrated."""
-    return predictive.cdf(_targets(predictive, y))
+    return predictive.cdf(check_targets(predictive, y))
 
 
 def calibration_error(predictive: GaussianMixture, y: Any, levels: int = 99) -> float:
@@ -97,14 +97,14 @@ def relative_l2(predictive: GaussianMixture, y: Any) -> float:
     >>> relative_l2(mix, torch.full((2, 1, 4), 2.0))
     0.5
     """
-    y = _targets(predictive, y)
+    y = check_targets(predictive, y)
     err = (predictive.mean - y).flatten(1).norm(dim=1)
     return (err / y.flatten(1).norm(dim=1)).mean().item()
 
 
 def nrmse(predictive: GaussianMixture, y: Any) -> float:
     """RMSE divided by the targets' standard deviation (0 perfect, 1 as good as their mean)."""
-    y = _targets(predictive, y)
+    y = check_targets(predictive, y)
     return rmse(predictive, y) / y.std().item()
 
 
@@ -117,7 +117,7 @@ def interval_width(predictive: GaussianMixture, level: float = 0.9) -> float:
 def evaluate(predictive: GaussianMixture, y: Any) -> dict[str, float]:
     """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
     mean_std and interval_width_90; for fields (n, c, *grid) also rel_l2 and nrmse."""
-    y = _targets(predictive, y)
+    y = check_targets(predictive, y)
     lo90, hi90 = predictive.interval(0.9)
     fields = {"rel_l2": relative_l2(predictive, y), "nrmse": nrmse(predictive, y)} \
         if y.ndim > 2 else {}

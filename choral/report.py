@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from choral.atomic import atomic_write
 from choral.errors import DataError
+from choral.metrics import check_targets
 from choral.predictive import GaussianMixture
 
 __all__ = ["LEVELS", "reliability", "write_report"]
@@ -47,7 +48,7 @@ def reliability(predictive: GaussianMixture, Y: Any,
     ``predictive`` is a mixture over Y's shape, (n, m) or (n, c, *grid). Returns (levels (k,),
     observed (k,)): the fraction of all target values inside ``predictive.interval(level)``.
     """
-    y = _targets(Y, predictive)
+    y = check_targets(predictive, Y)
     bounds = (predictive.interval(float(level)) for level in levels)
     observed = [((y >= lower) & (y <= upper)).double().mean().item() for lower, upper in bounds]
     return np.asarray(levels, dtype=float), np.asarray(observed)
@@ -65,7 +66,7 @@ def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: GaussianMixtur
     first ``n_examples`` samples (first channels), then ``pit.png`` and ``error_vs_std.png``.
     Stale ``example_<i>.png`` files of an earlier report in ``out_dir`` are removed.
     """
-    x, y = _array(X, "X"), _targets(Y, predictive)
+    x, y = _array(X, "X"), check_targets(predictive, Y)
     if y.ndim not in (2, 3, 4):
         raise DataError(f"Y must be (n, m), (n, c, L) or (n, c, H, W); got {tuple(y.shape)}")
     if x.ndim not in (2, 3, 4) or x.shape[0] != y.shape[0]:
@@ -94,16 +95,6 @@ def _array(a: Any, name: str) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f"{name} must be a numeric array; got {type(a).__name__}") from exc
-
-
-def _targets(Y: Any, predictive: GaussianMixture) -> torch.Tensor:
-    y = _array(Y, "Y")
-    if y.shape != predictive.shape:
-        raise DataError(f"Y must have the predictive's shape {tuple(predictive.shape)}; got "
-                        f"{tuple(y.shape)}")
-    if not bool(torch.isfinite(y).all()):
-        raise DataError("Y must be finite; got NaN or inf values")
-    return y
 
 
 def _take(p: GaussianMixture, idx: Any, flat: bool = False) -> GaussianMixture:

@@ -89,13 +89,17 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
             help="auto, stacked, vmap or loop.")] = None,
         backbone: Annotated[str | None, typer.Option(
             help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
+        no_channel_axis: Annotated[bool, typer.Option(
+            "--no-channel-axis", help="Fields are stored as (n, *grid): add a channel axis.")
+        ] = False,
         x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory."""
     cfg = (Config.from_toml(config) if config else Config()).updated(**{
         "train.members": members, "train.epochs": epochs, "train.seed": seed,
-        "train.backend": backend, "data.x": x, "data.y": y})
-    X, Y = load_data(data, x_key=cfg.data.x, y_key=cfg.data.y)
+        "train.backend": backend, "data.x": x, "data.y": y,
+        "data.channel_axis": False if no_channel_axis else None})
+    X, Y = _with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
     cfg = cfg.updated(**{"model.backbone": backbone})
@@ -121,9 +125,17 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
                   f"{summary['epochs_run']} epochs, {summary['train_seconds']} s) to {out_dir}")
 
 
+def _with_channels(arrays: tuple, cfg: Config) -> tuple:
+    """Insert the channel axis of fields stored as (n, *grid) when the config says so."""
+    if cfg.data.channel_axis:
+        return arrays
+    return tuple(None if a is None else a[:, None] for a in arrays)
+
+
 def _load_xy(model: Surrogate, data: Path, x: str | None, y: str | None, require_y: bool):
-    return load_data(data, x_key=x or model.config.data.x, y_key=y or model.config.data.y,
-                     require_y=require_y)
+    cfg = model.config
+    return _with_channels(load_data(data, x_key=x or cfg.data.x, y_key=y or cfg.data.y,
+                                    require_y=require_y), cfg)
 
 
 @app.command()

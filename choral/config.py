@@ -77,10 +77,13 @@ class TrainConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """Names of the input and target arrays (or CSV columns) in data files."""
+    """Names of the input and target arrays (or CSV columns) in data files, and their layout."""
 
     x: str = "X"
     y: str = "Y"
+    channel_axis: bool = True
+    """False for fields stored without a channel axis, (n, *grid): one is inserted at axis 1
+    (e.g. the neuraloperator files, x (n, 16, 16))."""
 
 
 class Config(_Strict):

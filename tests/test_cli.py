@@ -12,8 +12,10 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import h5py
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
@@ -125,7 +127,37 @@ def test_fit_evaluate_predict_on_csv(tmp_path):
         assert z["mean"].shape == (10, 1) and (z["lower"] <= z["upper"]).all()
 
 
-@pytest.mark.parametrize("verb", [None, "simulate", "fit", "evaluate", "predict", "demo"])
+def test_simulate_a_field_simulator(tmp_path):
+    invoke("simulate", "darcy", "--n", "3", "--resolution", "9", "--fine", "17", "--seed", "0",
+           "--out", tmp_path / "d.h5")
+    with h5py.File(tmp_path / "d.h5") as f:
+        assert f["X"].shape == (3, 1, 9, 9) and f["Y"].shape == (3, 1, 9, 9)
+        assert set(np.unique(f["X"][:])) == {3.0, 12.0}  # psi(GRF) takes the two FNO values
+
+
+def test_fields_from_a_pt_dict_without_channel_axis_and_report(tmp_path):
+    """Like the neuraloperator files: a .pt dict with x, y of shape (n, *grid), no channels."""
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.uniform(size=(24, 8, 8)) > 0.5)  # a bool mask, as there
+    y = torch.as_tensor(np.cumsum(x.numpy(), axis=-1) / 8.0)
+    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
+    fitted = invoke("fit", "--data", tmp_path / "d.pt", "--x", "x", "--y", "y",
+                    "--no-channel-axis", "--out", tmp_path / "m", *FAST, "--json")
+    assert json.loads(fitted.stdout)["backbone"] == "unet"  # fields get the U-Net
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["x_shape"] == [1, 8, 8] and saved["y_shape"] == [1, 8, 8]
+    scores = json.loads(invoke("evaluate", "--model", tmp_path / "m", "--data",
+                               tmp_path / "d.pt", "--json").stdout)
+    assert {"rel_l2", "nrmse"} <= set(scores)
+    invoke("report", "--model", tmp_path / "m", "--data", tmp_path / "d.pt", "--out",
+           tmp_path / "r", "--examples", "2")
+    html = (tmp_path / "r" / "index.html").read_text()
+    pngs = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
+    assert "example_1.png" in pngs and all(f'src="{p}"' in html for p in pngs)
+
+
+@pytest.mark.parametrize("verb", [None, "simulate", "fit", "evaluate", "predict", "report",
+                                  "demo"])
 def test_help(verb):
     result = runner.invoke(app, [*([verb] if verb else []), "--help"])
     assert result.exit_code == 0

@@ -73,8 +73,6 @@ class Surrogate:
         return self
 
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype, probe: Tensor | None) -> None:
-        build_backbone(self.config.model, self.x_shape, self.y_shape)  # fail before seeding
-
         def make() -> torch.nn.Module:
             return build_backbone(self.config.model, self.x_shape, self.y_shape)
 
@@ -111,9 +109,9 @@ class Surrogate:
         if X.shape[1:] != self.x_shape:
             raise DataError(f"X must have {self.x_shape} features per sample, as in training; "
                             f"got shape {X.shape}")
-        dtype = next(iter(self.params.values())).dtype
-        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=dtype)
-        chunk = max(1, 2**22 // (math.prod(self.x_shape) * len(self.params) or 1))
+        first = next(iter(self.params.values()))
+        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype)
+        chunk = max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))  # rows x members
         out = predict_members(self._forward, self.params, Xs, chunk)
         mean, var = gaussian_head(out.double(), self.config.model.variance_floor, dim=2)
         loc, scale = self.y_norm.loc_scale(mean.ndim - 1)

@@ -26,7 +26,7 @@ import torch
 
 from choral.backbones import MLP, UNet
 from choral.config import TrainConfig
-from choral.heads import gaussian_head, gaussian_nll
+from choral.heads import GaussianHead, gaussian_head, gaussian_nll
 from choral.members import init_members, member_forward
 from choral.training import train_members
 
@@ -56,9 +56,9 @@ def ensemble_epochs(X, Y, s: int, backend: str, epochs: int, make=lambda: MLP(D,
     if backend == "loop":
         for i in range(s):
             sub = {k: v[i:i + 1] for k, v in params.items()}
-            train_members(forward, sub, X, Y, None, None, cfg, [i], 1e-6)
+            train_members(forward, sub, X, Y, None, None, cfg, [i], GaussianHead().loss)
     else:
-        train_members(forward, params, X, Y, None, None, cfg, list(range(s)), 1e-6)
+        train_members(forward, params, X, Y, None, None, cfg, list(range(s)), GaussianHead().loss)
 
 
 def per_epoch(runs: dict, epochs: int, repeats: int) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The mixture predictive of an ensemble whose members each predict a Gaussian.
+"""Predictive distributions: the contract (:class:`Predictive`) and the Gaussian mixture.
 
 Member ``i`` of ``s`` predicts ``N(mu_i, var_i)`` for every one of ``n`` samples and every output
 value (shape ``...``: ``m`` for vectors, ``(c, *grid)`` for fields); the ensemble predicts the
@@ -54,7 +54,116 @@ def _a(mu: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     return 2.0 * sigma * phi + mu * (2.0 * torch.special.ndtr(z) - 1.0)
 
 
-class GaussianMixture:
+class Predictive:
+    """The contract of every predictive distribution: summaries and scores per output value.
+
+    Subclasses provide ``shape``, ``mean``, ``variance``, ``aleatoric``, ``epistemic``,
+    ``member_means``, ``log_prob``, ``cdf``, ``sample`` and ``affine``; quantiles, intervals and
+    the CRPS have generic (numerical) defaults that subclasses with closed forms override.
+    Everything per sample is (n, ...); member tensors are (s, n, ...).
+    """
+
+    shape: torch.Size
+    mean: torch.Tensor
+    variance: torch.Tensor
+    aleatoric: torch.Tensor
+    epistemic: torch.Tensor
+    member_means: torch.Tensor
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        """Standard deviation (n, ...)."""
+        return torch.sqrt(self.variance)
+
+    def log_prob(self, y: Any) -> torch.Tensor:
+        """Log density (n, ...) at ``y`` (n, ...)."""
+        raise NotImplementedError
+
+    def cdf(self, y: Any) -> torch.Tensor:
+        """CDF (n, ...) at ``y`` (n, ...)."""
+        raise NotImplementedError
+
+    def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``k`` independent draws (k, n, ...)."""
+        raise NotImplementedError
+
+    def affine(self, loc: Any, scale: Any) -> Predictive:
+        """The distribution of ``scale * Y + loc`` (``scale > 0``, broadcastable to (n, ...))."""
+        raise NotImplementedError
+
+    def _y(self, y: Any, name: str = "y") -> torch.Tensor:
+        y = _tensor(y, name)
+        try:
+            ok = torch.broadcast_shapes(y.shape, self.shape) == self.shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise DataError(f"{name} must have the predictive's shape {tuple(self.shape)} "
+                            f"(n, ...); got {tuple(y.shape)}")
+        return y
+
+    def _p(self, p: Any) -> torch.Tensor:
+        p = self._y(p, "p")
+        if not bool(((p > 0) & (p < 1)).all()):
+            raise DataError("p must lie strictly inside (0, 1); got values outside")
+        return p.expand(self.shape)
+
+    def _bracket(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``lo``, ``hi`` (n, ...) with ``cdf(lo) <= p <= cdf(hi)``: mean -+ k std, k doubling."""
+        sd = self.stddev.clamp_min(1e-300)
+        k = torch.ones_like(sd)
+        for _ in range(60):
+            lo, hi = self.mean - k * sd, self.mean + k * sd
+            wider = (self.cdf(lo) > p) | (self.cdf(hi) < p)
+            if not bool(wider.any()):
+                break
+            k = torch.where(wider, 2 * k, k)
+        return lo, hi
+
+    def quantile(self, p: Any) -> torch.Tensor:
+        """Quantile (n, ...) at probability ``p`` (a float or broadcastable to (n, ...)).
+
+        Generic: vectorised bisection of ``cdf`` on every output value at once (scipy's
+        root finders are scalar), starting from a bracket that provably contains the root.
+        """
+        p = self._p(p)
+        lo, hi = self._bracket(p)
+        return _bisect(self.cdf, p, lo, hi, self.stddev)
+
+    def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+        """Central interval (lower, upper), each (n, ...): quantiles (1 -+ level) / 2."""
+        if not isinstance(level, int | float) or not 0.0 < level < 1.0:
+            raise DataError(f"level must be a float in (0, 1); got {level!r}")
+        return self.quantile((1.0 - level) / 2.0), self.quantile((1.0 + level) / 2.0)
+
+    def crps(self, y: Any, levels: int = 199) -> torch.Tensor:
+        """CRPS (n, ...) at ``y``: ``2 * integral_0^1 pinball_tau(y - q(tau)) dtau``.
+
+        Generic: the midpoint rule on ``levels`` quantile levels (error O(1/levels^2) inside,
+        plus the neglected tails); closed forms override this.
+        """
+        y = self._y(y)
+        total = torch.zeros(self.shape, dtype=_F64)
+        for tau in (torch.arange(levels, dtype=_F64) + 0.5) / levels:
+            diff = y - self.quantile(float(tau))
+            total += torch.maximum(tau * diff, (tau - 1) * diff)
+        return 2.0 * total / levels
+
+
+def _bisect(cdf, p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+            scale: torch.Tensor) -> torch.Tensor:
+    """Solve ``cdf(x) = p`` elementwise in the bracket [lo, hi] by bisection."""
+    tol = 1e-12 * torch.maximum(torch.maximum(lo.abs(), hi.abs()), scale)
+    for _ in range(80):  # each step halves the bracket: 80 steps reach float64 resolution
+        if bool(((hi - lo) <= tol).all()):
+            break
+        mid = 0.5 * (lo + hi)
+        below = cdf(mid) < p
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+class GaussianMixture(Predictive):
     """Weighted mixture of ``s`` Gaussians per output value.
 
     Args:
@@ -143,23 +252,7 @@ class GaussianMixture:
         """Mixture variance (n, ...) = aleatoric + epistemic (law of total variance)."""
         return self.aleatoric + self.epistemic
 
-    @property
-    def stddev(self) -> torch.Tensor:
-        """Mixture standard deviation (n, ...)."""
-        return torch.sqrt(self.variance)
-
     # -- distribution functions ------------------------------------------------------------------
-    def _y(self, y: Any, name: str = "y") -> torch.Tensor:
-        y = _tensor(y, name)
-        try:
-            ok = torch.broadcast_shapes(y.shape, self.shape) == self.shape
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise DataError(f"{name} must have the predictive's shape {tuple(self.shape)} "
-                            f"(n, ...); got {tuple(y.shape)}")
-        return y
-
     def log_prob(self, y: Any) -> torch.Tensor:
         """Mixture log density (n, ...) at ``y`` (n, ...): logsumexp_i of log w_i + log N_i(y)."""
         y = self._y(y)
@@ -181,26 +274,9 @@ class GaussianMixture:
         cannot fail however far apart (multimodal) the members are. The bisection is written
         by hand because it must run on every output value at once (scipy's brentq is scalar).
         """
-        p = self._y(p, "p")
-        if not bool(((p > 0) & (p < 1)).all()):
-            raise DataError("p must lie strictly inside (0, 1); got values outside")
-        p = p.expand(self.shape)
+        p = self._p(p)
         comp = self._means + torch.sqrt(self._vars) * torch.special.ndtri(p)
-        lo, hi = comp.min(0).values, comp.max(0).values
-        tol = 1e-12 * torch.maximum(torch.maximum(lo.abs(), hi.abs()), self.stddev)
-        for _ in range(80):  # each step halves the bracket: 80 steps reach float64 resolution
-            if bool(((hi - lo) <= tol).all()):
-                break
-            mid = 0.5 * (lo + hi)
-            below = self.cdf(mid) < p
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        return 0.5 * (lo + hi)
-
-    def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-        """Central interval (lower, upper), each (n, ...): quantiles (1 -+ level) / 2."""
-        if not isinstance(level, int | float) or not 0.0 < level < 1.0:
-            raise DataError(f"level must be a float in (0, 1); got {level!r}")
-        return self.quantile((1.0 - level) / 2.0), self.quantile((1.0 + level) / 2.0)
+        return _bisect(self.cdf, p, comp.min(0).values, comp.max(0).values, self.stddev)
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``k`` independent draws (k, n, ...): a member picked by weight, then its Gaussian."""
@@ -214,7 +290,7 @@ class GaussianMixture:
         eps = torch.randn((k, size), generator=generator, dtype=_F64)
         return (mu + sd * eps).reshape((k, *self.shape))
 
-    def crps(self, y: Any) -> torch.Tensor:
+    def crps(self, y: Any, levels: int = 199) -> torch.Tensor:
         """Closed-form CRPS (n, ...) of the mixture at ``y`` (Grimit et al. 2006).
 
         ``CRPS = sum_i w_i A(y - mu_i, var_i) - 1/2 sum_ij w_i w_j A(mu_i - mu_j, var_i + var_j)``
@@ -245,5 +321,3 @@ class GaussianMixture:
     def __repr__(self) -> str:
         return f"GaussianMixture(members={self.num_members}, shape={tuple(self.shape)})"
 
-
-Predictive = GaussianMixture

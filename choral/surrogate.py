@@ -26,11 +26,11 @@ from choral.backbones import build_backbone
 from choral.config import Config
 from choral.data import check_arrays
 from choral.errors import DataError, ModelFileError
-from choral.heads import gaussian_head
+from choral.heads import make_head
 from choral.members import choose_backend, init_members, member_forward, predict_members
 from choral.normalise import Standardiser
-from choral.predictive import GaussianMixture
-from choral.storage import read_model_dir, write_model_dir
+from choral.predictive import Predictive
+from choral.storage import read_extras, read_model_dir, write_model_dir
 from choral.training import EpochCallback, History, train_members
 
 FORMAT = {"format": "choral-surrogate", "version": 1}
@@ -49,6 +49,8 @@ class Surrogate:
         self.config = config or Config()
         self.params: dict[str, Tensor] | None = None
         self.metrics: dict[str, Any] = {}
+        self.extras: dict[str, dict[str, Any]] = {}
+        """Optional model files by name (``calibration.json``, ...), saved and loaded as is."""
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None) -> Surrogate:
@@ -73,8 +75,11 @@ class Surrogate:
         return self
 
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype, probe: Tensor | None) -> None:
+        self.head = make_head(self.config.model)
+
         def make() -> torch.nn.Module:
-            return build_backbone(self.config.model, self.x_shape, self.y_shape)
+            return build_backbone(self.config.model, self.x_shape, self.y_shape,
+                                  self.head.channels)
 
         self.template, self._init_params = init_members(make, init_seeds, dtype)
         self.backend = choose_backend(self.template, self.config.train.backend, probe)
@@ -82,14 +87,14 @@ class Surrogate:
 
     def _train(self, X, Y, X_val, Y_val, batch_seeds, on_epoch):
         args = (X, Y, X_val, Y_val, self.config.train)
-        floor = self.config.model.variance_floor
+        loss = self.head.loss
         if self.backend != "loop":
-            return train_members(self._forward, self._init_params, *args, batch_seeds, floor,
+            return train_members(self._forward, self._init_params, *args, batch_seeds, loss,
                                  on_epoch)
         parts, history = [], History()
         for i in range(len(batch_seeds)):  # the fallback: one member after another
             sub = {k: v[i:i + 1] for k, v in self._init_params.items()}
-            best, h = train_members(self._forward, sub, *args, batch_seeds[i:i + 1], floor,
+            best, h = train_members(self._forward, sub, *args, batch_seeds[i:i + 1], loss,
                                     on_epoch)
             parts.append(best)
             history.epochs_run = max(history.epochs_run, h.epochs_run)
@@ -98,7 +103,7 @@ class Surrogate:
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, history
 
     # -- prediction ----------------------------------------------------------------------------
-    def predict(self, X: Any) -> GaussianMixture:
+    def predict(self, X: Any) -> Predictive:
         """The mixture predictive at ``X`` (n, d) or (n, c_in, *grid), in original units.
 
         Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...).
@@ -113,9 +118,8 @@ class Surrogate:
         Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype)
         chunk = max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))  # rows x members
         out = predict_members(self._forward, self.params, Xs, chunk)
-        mean, var = gaussian_head(out.double(), self.config.model.variance_floor, dim=2)
-        loc, scale = self.y_norm.loc_scale(mean.ndim - 1)
-        return GaussianMixture(mean, var).affine(torch.as_tensor(loc), torch.as_tensor(scale))
+        loc, scale = self.y_norm.loc_scale(out.ndim - 1)
+        return self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> None:
@@ -125,7 +129,8 @@ class Surrogate:
         config = {**FORMAT, "config": self.config.model_dump(), "backend": self.backend,
                   "x_shape": list(self.x_shape), "y_shape": list(self.y_shape)}
         normaliser = {"x": self.x_norm.to_dict(), "y": self.y_norm.to_dict()}
-        write_model_dir(path, config, self.params, normaliser, {**self.metrics, **(metrics or {})})
+        write_model_dir(path, config, self.params, normaliser, {**self.metrics, **(metrics or {})},
+                        self.extras)
 
     @classmethod
     def load(cls, path: str | Path) -> Surrogate:
@@ -151,7 +156,7 @@ class Surrogate:
         if expected != got:
             raise ModelFileError(f"{Path(path) / 'weights.safetensors'} does not match the network "
                                  f"in config.json: expected {expected}, found {got}")
-        self.params, self.metrics = weights, metrics
+        self.params, self.metrics, self.extras = weights, metrics, read_extras(path)
         return self
 
 

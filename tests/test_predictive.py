@@ -250,7 +250,7 @@ def test_fields_work_for_every_method():
 
 def test_inputs_are_converted_to_float64_without_grad():
     m = torch.zeros(2, 3, 1, dtype=torch.float32, requires_grad=True)
-    mix = Predictive(m, torch.ones(2, 3, 1))
+    mix = GaussianMixture(m, torch.ones(2, 3, 1))
     assert mix.member_means.dtype == torch.float64 and not mix.member_means.requires_grad
     assert mix.member_variances.shape == (2, 3, 1)
     assert mix.weights.tolist() == [0.5, 0.5]
@@ -290,3 +290,16 @@ def test_invalid_arguments_raise():
             mix.interval(level)
     with pytest.raises(DataError, match="k must"):
         mix.sample(0)
+
+
+def test_generic_quantile_and_crps_match_the_closed_forms():
+    """The base-class numerical defaults agree with the mixture's exact ones."""
+    g = torch.Generator().manual_seed(3)
+    mix = GaussianMixture(torch.randn(3, 5, 2, generator=g, dtype=torch.float64) * 2,
+                          torch.rand(3, 5, 2, generator=g, dtype=torch.float64) + 0.2)
+    y = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    for p in (0.01, 0.3, 0.5, 0.97):
+        torch.testing.assert_close(Predictive.quantile(mix, p), mix.quantile(p), rtol=1e-9,
+                                   atol=1e-9)
+    torch.testing.assert_close(Predictive.crps(mix, y, levels=2000), mix.crps(y), rtol=2e-3,
+                               atol=2e-3)

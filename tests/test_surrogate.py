@@ -127,3 +127,24 @@ def test_failed_save_keeps_the_old_directory(fitted, tmp_path, monkeypatch):
         model.save(target)
     assert (target / "weights.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_extra_model_files_round_trip_and_update_atomically(tmp_path):
+    from choral.storage import read_extras, update_model_file
+
+    X = np.random.default_rng(0).uniform(-1, 1, (40, 2))
+    model = Surrogate(Config().updated(**{"train.members": 2, "train.epochs": 2}))
+    model.fit(X, X[:, :1])
+    model.extras = {"extra.json": {"a": [1, 2]}, "extra.safetensors": {"t": torch.arange(3.0)}}
+    model.save(tmp_path / "m")
+    loaded = Surrogate.load(tmp_path / "m")
+    assert loaded.extras["extra.json"] == {"a": [1, 2]}
+    assert torch.equal(loaded.extras["extra.safetensors"]["t"], torch.arange(3.0))
+    update_model_file(tmp_path / "m", "calibration.json", {"scale": [2.0]})
+    assert read_extras(tmp_path / "m")["calibration.json"] == {"scale": [2.0]}
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]
+    with pytest.raises(ValueError, match="core model file"):
+        update_model_file(tmp_path / "m", "config.json", {})
+    (tmp_path / "m" / "extra.json").write_text("{broken")
+    with pytest.raises(ModelFileError, match="extra.json is corrupted"):
+        Surrogate.load(tmp_path / "m")

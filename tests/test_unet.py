@@ -8,6 +8,7 @@ from torch.nn import functional
 from choral.backbones import UNet
 from choral.config import TrainConfig
 from choral.errors import ConfigError, DataError
+from choral.heads import GaussianHead
 from choral.members import choose_backend, init_members, member_forward
 from choral.training import train_members
 
@@ -157,7 +158,7 @@ def test_training_stacked_equals_vmap():
         template, params = init_members(lambda: UNet(1, 2, dim=1, depth=2, width=4), [1, 2],
                                         torch.float64)
         best, _ = train_members(member_forward(template, backend), params, X, Y, None, None, cfg,
-                                [5, 6], 1e-6)
+                                [5, 6], GaussianHead().loss)
         results.append(best)
     for k in results[0]:
         torch.testing.assert_close(results[0][k], results[1][k], rtol=0, atol=1e-9)

@@ -59,10 +59,10 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Ten
 
     ``loss`` is the head's per-member loss. The learning rate is ``cfg.lr * lr_factor(t)``
     (default: constant, or :func:`cosine` when ``cfg.lr_schedule`` says so), set before every
-    step. ``after_epoch(epoch, params)`` sees the current (detached) weights after each epoch,
-    e.g. to average or snapshot them. Without validation data, or with ``early_stopping=False``,
-    every member runs all epochs and keeps its last weights (the history still records the
-    best validation epoch).
+    step. ``after_epoch(epoch, params)`` sees the current weights after each epoch (detached
+    views that training goes on updating: clone what you keep), e.g. to average or snapshot
+    them. Without validation data, or with ``early_stopping=False``, every member runs all
+    epochs and keeps its last weights (the history still records the best validation epoch).
     """
     s, n = len(batch_seeds), X.shape[0]
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}

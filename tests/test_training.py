@@ -88,9 +88,13 @@ def test_lr_factor_after_epoch_and_no_early_stopping():
     template, params = init_members(lambda: MLP(3, 2, [8]), [1, 2], torch.float64)
     forward = member_forward(template, "stacked")
     seen = []
+
+    def keep(epoch, p):  # the weights are live views: copy what you keep
+        seen.append(p["layers.0.weight"].clone())
+
     last, history = train_members(forward, params, X, Y, Xv, Yv, cfg, [3, 4], NLL,
                                   lr_factor=lambda t: 0.0 if t >= 3 else 1.0,
-                                  after_epoch=lambda e, p: seen.append(p["layers.0.weight"]),
+                                  after_epoch=keep,
                                   early_stopping=False)
     assert history.epochs_run == 6 and len(seen) == 6
     # a zero learning rate from epoch 3 on freezes the weights (AdamW's decay is scaled by lr too)

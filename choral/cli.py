@@ -83,6 +83,8 @@ def _progress(unit: str = "epochs") -> Progress:
 def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Model directory.")],
         config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
         members: Annotated[int | None, typer.Option(help="Ensemble members.")] = None,
+        ensemble: Annotated[str | None, typer.Option(
+            help="deep, swa, swag, multiswag, snapshot or soup.")] = None,
         epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
         backend: Annotated[str | None, typer.Option(
@@ -96,7 +98,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory."""
     cfg = (Config.from_toml(config) if config else Config()).updated(**{
-        "train.members": members, "train.epochs": epochs, "train.seed": seed,
+        "train.members": members, "train.ensemble": ensemble, "train.epochs": epochs,
+        "train.seed": seed,
         "train.backend": backend, "data.x": x, "data.y": y,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = _with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
@@ -113,14 +116,16 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         model = Surrogate(cfg).fit(X, Y, on_epoch=on_epoch)
         bar.update(task, completed=cfg.train.epochs)
     model.save(out_dir)
+    networks = next(iter(model.params.values())).shape[0]
     summary = {"model": str(out_dir), "backbone": cfg.model.backbone, "backend": model.backend,
-               "members": cfg.train.members,
+               "ensemble": cfg.train.ensemble, "members": cfg.train.members, "networks": networks,
                "epochs_run": model.metrics["epochs_run"],
                "train_seconds": round(model.metrics["train_seconds"], 2)}
     if as_json:
         print(json.dumps(summary))
     else:
-        err.print(f"saved {cfg.train.members}-member {cfg.model.backbone} ensemble "
+        err.print(f"saved {cfg.train.ensemble} {cfg.model.backbone} ensemble of {networks} "
+                  f"networks "
                   f"({model.backend} backend, "
                   f"{summary['epochs_run']} epochs, {summary['train_seconds']} s) to {out_dir}")
 

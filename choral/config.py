@@ -63,6 +63,9 @@ class TrainConfig(_Strict):
     """
 
     members: PositiveInt = 5
+    ensemble: Literal["deep", "swa", "swag", "multiswag", "snapshot", "soup"] = "deep"
+    """How the ensemble is made: ``deep`` trains ``members`` networks independently; the others
+    are weight-space ensembles (:mod:`choral.weightspace`)."""
     epochs: PositiveInt = 1000
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 1e-2

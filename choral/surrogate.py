@@ -32,6 +32,7 @@ from choral.normalise import Standardiser
 from choral.predictive import Predictive
 from choral.storage import read_extras, read_model_dir, write_model_dir
 from choral.training import EpochCallback, History, train_members
+from choral.weightspace import TrainContext, train_weightspace
 
 FORMAT = {"format": "choral-surrogate", "version": 1}
 
@@ -86,16 +87,19 @@ class Surrogate:
         self._forward = member_forward(self.template, self.backend)
 
     def _train(self, X, Y, X_val, Y_val, batch_seeds, on_epoch):
+        method = self.config.train.ensemble
+        if self.backend != "loop" or method != "deep":
+            ctx = TrainContext(self._forward, self._init_params, X, Y, X_val, Y_val, self.config,
+                               batch_seeds, self.head.loss, on_epoch, self.template)
+            result = train_weightspace(method, ctx)
+            self.extras.update(result.extras)
+            return result.params, result.history
         args = (X, Y, X_val, Y_val, self.config.train)
-        loss = self.head.loss
-        if self.backend != "loop":
-            return train_members(self._forward, self._init_params, *args, batch_seeds, loss,
-                                 on_epoch)
         parts, history = [], History()
         for i in range(len(batch_seeds)):  # the fallback: one member after another
             sub = {k: v[i:i + 1] for k, v in self._init_params.items()}
-            best, h = train_members(self._forward, sub, *args, batch_seeds[i:i + 1], loss,
-                                    on_epoch)
+            best, h = train_members(self._forward, sub, *args, batch_seeds[i:i + 1],
+                                    self.head.loss, on_epoch)
             parts.append(best)
             history.epochs_run = max(history.epochs_run, h.epochs_run)
             for key in ("best_epoch", "best_val_nll", "train_nll"):
@@ -134,7 +138,11 @@ class Surrogate:
 
     @classmethod
     def load(cls, path: str | Path) -> Surrogate:
-        """Rebuild a saved surrogate; the weights are checked against the rebuilt network."""
+        """Rebuild a saved surrogate; the weights are checked against the rebuilt network.
+
+        The stored networks (their number need not be ``train.members``: weight-space methods
+        store samples or a single averaged network) are evaluated as they are.
+        """
         config, weights, normaliser, metrics = read_model_dir(path)
         try:
             if config.get("format") != FORMAT["format"]:
@@ -146,7 +154,7 @@ class Surrogate:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(path) / 'config.json'} or normaliser.json is not a "
                                  f"choral model file (bad or missing {exc})") from None
-        s = self.config.train.members
+        s = next(iter(weights.values())).shape[0] if weights else self.config.train.members
         dtype = next(iter(weights.values())).dtype if weights else torch.float32
         self._build(np.zeros(s, dtype=np.uint32), dtype, probe=None)
         self.backend = config.get("backend", self.backend)

@@ -1,0 +1,51 @@
+"""Weight matching: recovers a hidden permutation, and lowers the loss barrier between members."""
+
+import torch
+
+from choral.backbones import MLP, UNet
+from choral.config import TrainConfig
+from choral.heads import GaussianHead
+from choral.members import init_members, member_forward
+from choral.training import train_members
+from choral.weightspace.align import align, barrier, path_losses, weight_matching
+from choral.weightspace.params import member
+from choral.weightspace.permutations import perm_spec, permute, random_perms
+
+
+def test_recovers_a_hidden_permutation_of_a_unet():
+    torch.manual_seed(0)
+    net = UNet(1, 2, dim=1, depth=2, width=4, norm="none", upsample="transpose").double()
+    a = {k: v.detach() for k, v in net.named_parameters()}
+    spec = perm_spec(net)
+    b = permute(a, spec, random_perms(spec, torch.Generator().manual_seed(5)))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    aligned = permute(b, spec, weight_matching(a, b, spec))
+    assert all(torch.equal(aligned[k], a[k]) for k in a)
+
+
+def test_alignment_lowers_the_barrier_between_independent_members():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(256, 2, generator=gen, dtype=torch.float64) * 4 - 2
+    Y = (torch.sin(2 * X[:, :1]) * X[:, 1:] + 0.05 * torch.randn(256, 1, generator=gen,
+                                                                  dtype=torch.float64))
+    template, init = init_members(lambda: MLP(2, 2, [256]), seeds=[1, 2], dtype=torch.float64)
+    forward = member_forward(template, "stacked")
+    loss = GaussianHead().loss
+    cfg = TrainConfig(epochs=150, batch_size=64, lr=1e-2, weight_decay=0.0)
+    params, _ = train_members(forward, init, X, Y, None, None, cfg, [3, 4], loss)
+    a, b = member(params, 0), member(params, 1)
+    spec = perm_spec(template)
+    b_aligned = align(a, b, spec)
+    alphas = torch.linspace(0, 1, 11, dtype=torch.float64)
+    before = path_losses(forward, a, b, X, Y, loss, alphas)
+    after = path_losses(forward, a, b_aligned, X, Y, loss, alphas)
+    torch.testing.assert_close(after[[0, -1]], before[[0, -1]])  # same endpoints' functions
+    assert barrier(before, alphas) > 0.5  # a real barrier to lower
+    assert barrier(after, alphas) < 0.5 * barrier(before, alphas)
+    mse = path_losses(forward, a, b, X, Y, _mean_sq_error, alphas)
+    mse_aligned = path_losses(forward, a, b_aligned, X, Y, _mean_sq_error, alphas)
+    assert barrier(mse_aligned, alphas) < 0.5 * barrier(mse, alphas)
+
+
+def _mean_sq_error(out, y):
+    return ((out[..., :1] - y) ** 2).mean(dim=(1, 2))

@@ -95,6 +95,8 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    soup: SoupConfig = Field(default_factory=lambda: SoupConfig())
+    finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
@@ -142,3 +144,33 @@ def _describe(exc: ValidationError) -> str:
         else:
             parts.append(f"{key} = {err.get('input')!r}: {err['msg']}")
     return "; ".join(parts)
+
+
+class SoupConfig(_Strict):
+    """Model soups (``train.ensemble = "soup"``, :mod:`choral.weightspace.soup`).
+
+    One network is trained for ``start_fraction`` of ``train.epochs``; ``train.members``
+    ingredients are then fine-tuned from it for the remaining epochs, ingredient ``i`` with its
+    own mini-batch seed and learning rate ``train.lr * lr_factors[i % len(lr_factors)]``; their
+    weights are averaged into one network.
+    """
+
+    start_fraction: float = Field(default=0.5, gt=0, lt=1)
+    lr_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.1, 0.3, 1.0])
+    greedy: bool = True
+    """Greedy soup (add an ingredient only if the validation NLL improves); else uniform."""
+
+
+class FinetuneConfig(_Strict):
+    """``choral finetune``: fine-tune on a new regime, then WiSE-FT interpolation."""
+
+    epochs: PositiveInt = 200
+    lr_factor: PositiveFloat = 0.1
+    """Fine-tuning learning rate as a multiple of ``train.lr``."""
+    alphas: int = Field(default=11, ge=2)
+    """Points of the curve: alpha in ``linspace(0, 1, alphas)``."""
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Share of the new-regime data held out to choose alpha."""
+
+
+Config.model_rebuild()

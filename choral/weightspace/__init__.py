@@ -82,3 +82,5 @@ def train_weightspace(name: str, ctx: TrainContext) -> Result:
     if name not in METHODS:
         raise ConfigError(f"train.ensemble must be one of {sorted(METHODS)}; got {name!r}")
     return METHODS[name](ctx)
+
+from choral.weightspace import soup as _soup  # noqa: E402, F401  (registers "soup")

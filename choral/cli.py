@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from choral.cli_finetune import finetune
 from choral.config import Config
 from choral.data import load_data, save_data
 from choral.errors import ChoralError
@@ -229,6 +230,9 @@ lr = 3e-3
 lr_schedule = "cosine"
 patience = 20
 """
+
+
+app.command("finetune")(finetune)
 
 
 def main() -> None:

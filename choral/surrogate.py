@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -124,6 +125,13 @@ class Surrogate:
         out = predict_members(self._forward, self.params, Xs, chunk)
         loc, scale = self.y_norm.loc_scale(out.ndim - 1)
         return self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
+
+    def with_params(self, params: dict[str, Tensor]) -> Surrogate:
+        """A copy evaluating the networks ``params`` (s, ...) with this surrogate's config, network
+        and standardisers (e.g. fine-tuned weights judged in the original units); no extras."""
+        other = copy.copy(self)
+        other.params, other.metrics, other.extras = params, {}, {}
+        return other
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> None:

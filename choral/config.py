@@ -159,6 +159,8 @@ class SoupConfig(_Strict):
     lr_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.1, 0.3, 1.0])
     greedy: bool = True
     """Greedy soup (add an ingredient only if the validation NLL improves); else uniform."""
+    save_ingredients: bool = False
+    """Also keep the ingredients' weights as the extra file ``soup_ingredients.safetensors``."""
 
 
 class FinetuneConfig(_Strict):

@@ -30,7 +30,7 @@ def _soup_config(**extra):
 @pytest.fixture(scope="module")
 def fitted():
     X, Y = _data()
-    return Surrogate(_soup_config()).fit(X, Y), X, Y
+    return Surrogate(_soup_config(**{"soup.save_ingredients": True})).fit(X, Y), X, Y
 
 
 def test_greedy_soup_never_accepts_a_worse_ingredient(fitted):
@@ -55,6 +55,11 @@ def test_soup_is_one_network_that_round_trips(fitted, tmp_path):
     loaded = Surrogate.load(tmp_path / "m")
     torch.testing.assert_close(loaded.predict(X[:7]).mean, model.predict(X[:7]).mean,
                                rtol=0, atol=0)
+    parts = loaded.extras["soup_ingredients.safetensors"]
+    keep = loaded.extras["soup.json"]["accepted"]
+    soup = {k: v[keep].mean(0, keepdim=True) for k, v in parts.items()}
+    torch.testing.assert_close(loaded.with_params(soup).predict(X[:7]).mean,
+                               model.predict(X[:7]).mean, rtol=1e-12, atol=1e-12)
 
 
 def test_greedy_trace_matches_hand_averaged_soups():

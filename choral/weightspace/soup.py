@@ -132,4 +132,7 @@ def soup(ctx: TrainContext) -> Result:
             "greedy": trace, "accepted": keep.nonzero().flatten().tolist(),
             "greedy_val_nll": float(score(average(parts, keep))[0]),
             "uniform_val_nll": float(score(uniform)[0]), "val_nll": nll}
-    return Result(chosen, history, {"soup.json": info})
+    extras = {"soup.json": info}
+    if ctx.config.soup.save_ingredients:
+        extras["soup_ingredients.safetensors"] = parts
+    return Result(chosen, history, extras)

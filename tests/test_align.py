@@ -7,7 +7,7 @@ from choral.config import TrainConfig
 from choral.heads import GaussianHead
 from choral.members import init_members, member_forward
 from choral.training import train_members
-from choral.weightspace.align import align, barrier, path_losses, weight_matching
+from choral.weightspace.align import align, align_members, barrier, path_losses, weight_matching
 from choral.weightspace.params import member
 from choral.weightspace.permutations import perm_spec, permute, random_perms
 
@@ -49,3 +49,14 @@ def test_alignment_lowers_the_barrier_between_independent_members():
 
 def _mean_sq_error(out, y):
     return ((out[..., :1] - y) ** 2).mean(dim=(1, 2))
+
+
+def test_align_members_keeps_every_member_function():
+    template, params = init_members(lambda: MLP(3, 2, [16, 8]), seeds=[0, 1, 2],
+                                    dtype=torch.float64)
+    forward = member_forward(template, "stacked")
+    x = torch.randn(3, 20, 3, dtype=torch.float64)
+    aligned = align_members(params, perm_spec(template))
+    torch.testing.assert_close(forward(aligned, x), forward(params, x), rtol=1e-12, atol=1e-12)
+    assert torch.equal(aligned["layers.0.weight"][0], params["layers.0.weight"][0])
+    assert not torch.equal(aligned["layers.0.weight"][1], params["layers.0.weight"][1])

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from choral.members import Forward
 from choral.training import Loss
-from choral.weightspace.params import Params, lerp
+from choral.weightspace.params import Params, count, lerp, member, stack
 from choral.weightspace.permutations import PermSpec, identity, permute
 
 
@@ -71,6 +71,16 @@ def weight_matching(a: Params, b: Params, spec: PermSpec, max_sweeps: int = 100,
 def align(a: Params, b: Params, spec: PermSpec, **kwargs) -> Params:
     """``b`` with its units permuted to match ``a`` (same function as ``b``)."""
     return permute(b, spec, weight_matching(a, b, spec, **kwargs))
+
+
+def align_members(params: Params, spec: PermSpec, **kwargs) -> Params:
+    """Stacked members (s, ...) each permuted to match member 0, ready to be averaged.
+
+    Every member computes the same function as before; one assignment problem per member pair.
+    """
+    ref = member(params, 0)
+    return stack([ref, *(align(ref, member(params, i), spec, **kwargs)
+                         for i in range(1, count(params)))])
 
 
 def path_losses(forward: Forward, a: Params, b: Params, X: Tensor, Y: Tensor, loss: Loss,

@@ -109,3 +109,27 @@ def test_soup_needs_validation_data():
     X, Y = _data(40)
     with pytest.raises(ConfigError, match="val_fraction"):
         Surrogate(_soup_config(**{"train.val_fraction": 0.0})).fit(X, Y)
+
+
+def test_unet_soup_through_the_cli(tmp_path):
+    """``choral fit --ensemble soup`` on fields: one U-Net network is saved."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from choral.cli import app
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 1, 16))
+    np.savez(tmp_path / "f.npz", X=X, Y=np.cumsum(X, axis=-1) / 4)
+    (tmp_path / "c.toml").write_text('[model.unet]\ndepth = 1\nwidth = 4\n'
+                                     '[train]\nval_fraction = 0.25\nbatch_size = 8\n')
+    res = CliRunner().invoke(app, ["fit", "--data", str(tmp_path / "f.npz"), "--out",
+                                   str(tmp_path / "m"), "--config", str(tmp_path / "c.toml"),
+                                   "--ensemble", "soup", "--members", "3", "--epochs", "4",
+                                   "--quiet", "--json"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    summary = json.loads(res.stdout)
+    assert summary["backbone"] == "unet" and summary["networks"] == 1
+    info = json.loads((tmp_path / "m" / "soup.json").read_text())
+    assert info["start_epochs"] == 2 and len(info["ingredient_val_nll"]) == 3

@@ -74,6 +74,17 @@ def tune(model: Surrogate, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray,
                          scaled(Y_val, model.y_norm), train_cfg, seeds, model.head.loss)
 
 
+def fine_weights(model: Surrogate, X: Any, Y: Any) -> tuple[Params, History, Regimes]:
+    """``theta_ft``: ``model`` fine-tuned on the new regime ``X``, ``Y`` less the held-out
+    ``finetune.val_fraction``, which is returned as the validation regime ``"new"``."""
+    X, Y = _checked(model, X, Y, "--data")
+    train_idx, val_idx = _split(len(X), model.config.finetune.val_fraction,
+                                model.config.train.seed)
+    train_idx, val_idx = train_idx.numpy(), val_idx.numpy()
+    theta_ft, history = tune(model, X[train_idx], Y[train_idx], X[val_idx], Y[val_idx])
+    return theta_ft, history, {"new": (X[val_idx], Y[val_idx])}
+
+
 def finetune(model: Surrogate, X: Any, Y: Any,
              old: tuple[Any, Any] | None = None) -> tuple[Surrogate, dict[str, Any]]:
     """Fine-tune ``model`` on a new regime ``X``, ``Y`` and return the WiSE-FT surrogate at the
@@ -82,19 +93,15 @@ def finetune(model: Surrogate, X: Any, Y: Any,
     ``finetune.val_fraction`` of the new data is held out; ``old`` is validation data of the
     training regime (without it, alpha is chosen on the new regime alone).
     """
-    X, Y = _checked(model, X, Y, "--data")
     ft = model.config.finetune
-    train_idx, val_idx = _split(len(X), ft.val_fraction, model.config.train.seed)
-    train_idx, val_idx = train_idx.numpy(), val_idx.numpy()
-    theta_ft, history = tune(model, X[train_idx], Y[train_idx], X[val_idx], Y[val_idx])
-    regimes = {"new": (X[val_idx], Y[val_idx])}
+    theta_ft, history, regimes = fine_weights(model, X, Y)
     if old is not None:
         regimes["old"] = _checked(model, *old, "--old-data")
     rows = curve(model, theta_ft, np.linspace(0.0, 1.0, ft.alphas), regimes)
     best = min(rows, key=lambda r: r["mean_nll"])
     tuned = model.with_params(interpolate(model.params, theta_ft, best["alpha"]))
     info = {"alpha": best["alpha"], "selected_on": sorted(regimes), "curve": rows,
-            "n_train": len(train_idx), "n_val_new": len(val_idx),
+            "n_train": len(X) - len(regimes["new"][0]), "n_val_new": len(regimes["new"][0]),
             "epochs_run": history.epochs_run, "finetune": ft.model_dump()}
     tuned.metrics = {**model.metrics, "wiseft_alpha": best["alpha"]}
     tuned.extras = {"wiseft.json": info}

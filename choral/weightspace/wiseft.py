@@ -50,7 +50,7 @@ def curve(model: Surrogate, theta_ft: Params, alphas: np.ndarray, regimes: Regim
     rows = []
     for alpha in alphas:
         pred = model.with_params(interpolate(model.params, theta_ft, float(alpha)))
-        row = {"alpha": float(alpha)}
+        row = {"alpha": round(float(alpha), 12)}
         row.update({f"{name}_nll": nll(pred.predict(X), Y) for name, (X, Y) in regimes.items()})
         row["mean_nll"] = float(np.mean([row[f"{name}_nll"] for name in regimes]))
         rows.append(row)

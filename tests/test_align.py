@@ -7,8 +7,15 @@ from choral.config import TrainConfig
 from choral.heads import GaussianHead
 from choral.members import init_members, member_forward
 from choral.training import train_members
-from choral.weightspace.align import align, align_members, barrier, path_losses, weight_matching
-from choral.weightspace.params import member
+from choral.weightspace.align import (
+    align,
+    align_members,
+    barrier,
+    merge,
+    path_losses,
+    weight_matching,
+)
+from choral.weightspace.params import member, stack
 from choral.weightspace.permutations import perm_spec, permute, random_perms
 
 
@@ -60,3 +67,18 @@ def test_align_members_keeps_every_member_function():
     torch.testing.assert_close(forward(aligned, x), forward(params, x), rtol=1e-12, atol=1e-12)
     assert torch.equal(aligned["layers.0.weight"][0], params["layers.0.weight"][0])
     assert not torch.equal(aligned["layers.0.weight"][1], params["layers.0.weight"][1])
+
+
+def test_merging_permuted_copies_gives_back_the_network():
+    """Naive averaging of permuted copies breaks the network; aligned merging restores it."""
+    torch.manual_seed(2)
+    net = MLP(3, 2, [12, 12]).double()
+    a = {k: v.detach() for k, v in net.named_parameters()}
+    spec = perm_spec(net)
+    gen = torch.Generator().manual_seed(0)
+    params = stack([a, *(permute(a, spec, random_perms(spec, gen)) for _ in range(3))])
+    merged = merge(params, spec)
+    for k in a:
+        torch.testing.assert_close(merged[k][0], a[k], rtol=1e-12, atol=1e-12)
+    naive = {k: v.mean(0) for k, v in params.items()}
+    assert (naive["layers.0.weight"] - a["layers.0.weight"]).abs().max() > 0.1

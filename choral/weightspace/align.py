@@ -27,7 +27,7 @@ from torch import Tensor
 
 from choral.members import Forward
 from choral.training import Loss
-from choral.weightspace.params import Params, count, lerp, member, stack
+from choral.weightspace.params import Params, average, count, lerp, member, stack
 from choral.weightspace.permutations import PermSpec, identity, permute
 
 
@@ -81,6 +81,11 @@ def align_members(params: Params, spec: PermSpec, **kwargs) -> Params:
     ref = member(params, 0)
     return stack([ref, *(align(ref, member(params, i), spec, **kwargs)
                          for i in range(1, count(params)))])
+
+
+def merge(params: Params, spec: PermSpec, **kwargs) -> Params:
+    """One network (1, ...): the average of the members after aligning them to member 0."""
+    return average(align_members(params, spec, **kwargs))
 
 
 def path_losses(forward: Forward, a: Params, b: Params, X: Tensor, Y: Tensor, loss: Loss,

@@ -83,6 +83,8 @@ def test_cli_finetune_writes_model_and_curve(tmp_path):
     saved = json.loads((tmp_path / "ft" / "wiseft.json").read_text())
     assert [r["alpha"] for r in saved["curve"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert saved["alpha"] == info["alpha"]
+    original = (tmp_path / "m" / "normaliser.json").read_text()
+    assert (tmp_path / "ft" / "normaliser.json").read_text() == original  # theta_0's units
     tuned = Surrogate.load(tmp_path / "ft")
     assert tuned.predict(Xn[:3]).mean.shape == (3, 1)
 

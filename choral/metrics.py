@@ -6,7 +6,7 @@ of the predictive's shape (n, ...) and returns a Python float averaged over ever
 
 Examples:
     >>> import torch
-    >>> from choral.predictive import Predictive
+    >>> from choral.predictive import GaussianMixture
     >>> mix = GaussianMixture(torch.zeros(1, 2, 1), torch.ones(1, 2, 1))
     >>> y = torch.tensor([[1.0], [-1.0]])
     >>> rmse(mix, y), round(nll(mix, y), 6), coverage(mix, y, level=0.9)
@@ -93,6 +93,7 @@ def relative_l2(predictive: Predictive, y: Any) -> float:
     """Mean over samples of ``||mean_i - y_i||_2 / ||y_i||_2`` (the FNO paper's test error).
 
     >>> import torch
+    >>> from choral.predictive import GaussianMixture
     >>> mix = GaussianMixture(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
     >>> relative_l2(mix, torch.full((2, 1, 4), 2.0))
     0.5

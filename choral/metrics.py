@@ -140,7 +140,8 @@ def interval_score(predictive: Predictive, y: Any, level: float = 0.9) -> float:
 
 def evaluate(predictive: Predictive, y: Any) -> dict[str, float]:
     """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
-    mean_std, interval_width_90 and interval_score_90; for fields (n, c, *grid) also rel_l2 and nrmse."""
+    mean_std, interval_width_90 and interval_score_90; for fields (n, c, *grid) also rel_l2
+    and nrmse."""
     y = check_targets(predictive, y)
     lo90, hi90 = predictive.interval(0.9)
     fields = {"rel_l2": relative_l2(predictive, y), "nrmse": nrmse(predictive, y)} \

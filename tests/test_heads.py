@@ -32,7 +32,6 @@ def test_make_head_follows_config():
 def test_mdn_log_prob_integrates_to_one_and_matches_loss():
     head = MDNHead(components=4)
     out = _mdn_out()
-    pred = head.predictive(out)
     grid = torch.linspace(-40, 40, 40_001, dtype=torch.float64)
     for i in range(out.shape[1]):  # sample i's predictive repeated on every grid point
         rep = head.predictive(out[:, i:i + 1].expand(3, len(grid), 24))

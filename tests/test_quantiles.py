@@ -66,7 +66,7 @@ def test_moments_against_quadrature():
             return pred.log_prob(y)[i, 0].exp().item()
         knots = pred.quantiles[i, 0].tolist()
         m1 = _quad(lambda x: x * dens(x), knots)
-        m2 = _quad(lambda x: (x - m1) ** 2 * dens(x), knots)
+        m2 = _quad(lambda x, m1=m1: (x - m1) ** 2 * dens(x), knots)
         assert pred.mean[i, 0].item() == pytest.approx(m1, abs=1e-9)
         assert pred.variance[i, 0].item() == pytest.approx(m2, rel=1e-8)
         assert knots == sorted(knots)

@@ -91,6 +91,10 @@ class Predictive:
         """The distribution of ``scale * Y + loc`` (``scale > 0``, broadcastable to (n, ...))."""
         raise NotImplementedError
 
+    def select(self, idx: Any, flat: bool = False) -> Predictive:
+        """The predictive of samples ``idx`` along n, or (``flat``) of flat target values (k,)."""
+        raise NotImplementedError
+
     def _y(self, y: Any, name: str = "y") -> torch.Tensor:
         y = _tensor(y, name)
         try:
@@ -387,6 +391,19 @@ class GaussianMixture(Predictive):
             raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
         return GaussianMixture(self._means * scale + loc, self._vars * scale**2, self._weights,
                                members=self._members)
+
+    def select(self, idx: Any, flat: bool = False) -> GaussianMixture:
+        """The mixture over samples ``idx`` along n, or (``flat``) over flat target values (k,).
+
+        >>> GaussianMixture(torch.zeros(2, 5, 3), torch.ones(2, 5, 3)).select([0, 4]).shape
+        torch.Size([2, 3])
+        """
+        shape = (self.num_components, -1) if flat else self._means.shape
+        weights = self._weights
+        if weights.ndim > 1:
+            weights = weights.reshape(shape)[:, idx]
+        return GaussianMixture(self._means.reshape(shape)[:, idx],
+                               self._vars.reshape(shape)[:, idx], weights, members=self._members)
 
     def __repr__(self) -> str:
         k = self.num_components // self._members

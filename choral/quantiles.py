@@ -230,6 +230,12 @@ class QuantilePredictive(Predictive):
             raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
         return QuantilePredictive(self.levels, self._mq * scale[..., None] + loc[..., None])
 
+    def select(self, idx: Any, flat: bool = False) -> QuantilePredictive:
+        """The predictive of samples ``idx`` along n, or (``flat``) of flat target values (k,)."""
+        s, levels = self.num_members, len(self.levels)
+        mq = self._mq.reshape(s, -1, levels) if flat else self._mq
+        return QuantilePredictive(self.levels, mq[:, idx])
+
     def __repr__(self) -> str:
         return (f"QuantilePredictive(members={self.num_members}, levels={len(self.levels)}, "
                 f"shape={tuple(self.shape)})")

@@ -8,6 +8,7 @@ from choral.config import Config
 from choral.metrics import evaluate
 from choral.predictive import GaussianMixture
 from choral.quantiles import QuantilePredictive
+from choral.report import write_report
 from choral.surrogate import Surrogate
 
 HEADS = {"mdn": {"head": "mdn", "components": 3},
@@ -43,6 +44,7 @@ def test_vector_round_trip(tmp_path, head):
     again = Surrogate.load(tmp_path / "m")
     assert again.config.model.head == head
     assert _same(again.predict(X[:7]), pred)
+    assert write_report(tmp_path / "r", X[:7], Y[:7], pred, scores, title=head).exists()
 
 
 @pytest.mark.parametrize("head", list(HEADS))
@@ -59,6 +61,11 @@ def test_tiny_field_round_trip(tmp_path, head):
     assert all(np.isfinite(v) for v in scores.values())
     model.save(tmp_path / "m")
     assert _same(Surrogate.load(tmp_path / "m").predict(X[:4]), pred)
+    index = write_report(tmp_path / "r", X[:4], Y[:4], pred, scores, title=head, n_examples=2)
+    assert (index.parent / "example_1.png").exists()
+    one = pred.select([2])
+    torch.testing.assert_close(one.mean[0], pred.mean[2])
+    torch.testing.assert_close(pred.select([5, 9], flat=True).mean, pred.mean.reshape(-1)[[5, 9]])
 
 
 def test_mdn_beats_a_gaussian_on_a_bimodal_target():

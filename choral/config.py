@@ -68,6 +68,8 @@ class ModelConfig(_Strict):
     """Gaussians per output value of the ``mdn`` head (K)."""
     quantile_levels: int | list[float] = 19
     """Levels of the ``quantile`` head: a count L (levels ``j / (L + 1)``) or a list."""
+    quantile_combine: Literal["vincentise", "mixture"] = "vincentise"
+    """How the quantile head's members are combined: quantile averaging or their mixture."""
 
     @field_validator("quantile_levels")
     @classmethod

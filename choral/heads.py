@@ -120,7 +120,8 @@ class QuantileHead(Head):
 
     The ``L`` channels per target are the lowest quantile and ``L - 1`` raw increments; the
     quantiles are their cumulative sums after ``softplus`` plus ``min_gap``, so they never
-    cross. The ensemble predictive is :class:`~choral.quantiles.QuantilePredictive`.
+    cross. The ensemble predictive is :class:`~choral.quantiles.QuantilePredictive` (members
+    combined by quantile averaging or, with ``combine="mixture"``, mixed).
 
     Examples:
         >>> head = QuantileHead([0.25, 0.5, 0.75], min_gap=0.0)
@@ -129,10 +130,11 @@ class QuantileHead(Head):
         [0.0, 0.6931, 1.3863]
     """
 
-    def __init__(self, levels: int | list[float] = 19, min_gap: float = 1e-3) -> None:
+    def __init__(self, levels: int | list[float] = 19, min_gap: float = 1e-3,
+                 combine: str = "vincentise") -> None:
         self.levels = level_grid(levels)
         self.channels = len(self.levels)
-        self.min_gap = min_gap
+        self.min_gap, self.combine = min_gap, combine
 
     def quantiles(self, out: Tensor) -> Tensor:
         """Nondecreasing quantiles (s, n, L, m, ...) of ``out`` (s, n, L m, ...)."""
@@ -147,7 +149,8 @@ class QuantileHead(Head):
         return torch.maximum(tau * diff, (tau - 1) * diff).flatten(1).mean(1)
 
     def predictive(self, out: Tensor) -> QuantilePredictive:
-        return QuantilePredictive(self.levels, self.quantiles(out.double()).movedim(2, -1))
+        return QuantilePredictive(self.levels, self.quantiles(out.double()).movedim(2, -1),
+                                  self.combine)
 
 
 def make_head(cfg: ModelConfig) -> Head:
@@ -155,5 +158,6 @@ def make_head(cfg: ModelConfig) -> Head:
     if cfg.head == "mdn":
         return MDNHead(cfg.components, cfg.variance_floor)
     if cfg.head == "quantile":
-        return QuantileHead(cfg.quantile_levels, math.sqrt(cfg.variance_floor))
+        return QuantileHead(cfg.quantile_levels, math.sqrt(cfg.variance_floor),
+                            cfg.quantile_combine)
     return GaussianHead(cfg.variance_floor)

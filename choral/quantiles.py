@@ -12,11 +12,12 @@ A quantile head predicts, for every output value, quantiles ``q_1 < ... < q_L`` 
   (tau_L - tau_{L-1})`` chosen so the density is continuous at ``q_1`` and ``q_L``.
 
 Everything (CDF, quantile, log density, mean, variance) is then in closed form. The ensemble of
-``s`` members is combined by **Vincentisation** (quantile averaging): the predictive's quantile at
-each level is the mean of the members' quantiles there. Its mean is therefore the mean of the
-member means, ``epistemic`` is the spread of the member means and ``aleatoric`` the mean member
-variance; unlike a mixture, ``variance`` (the Vincentised distribution's own) is *not* their sum:
-averaging quantile functions averages locations away instead of adding their spread.
+``s`` members is combined by **Vincentisation** (quantile averaging, the default): the
+predictive's quantile at each level is the mean of the members' quantiles there. Its mean is the
+mean of the member means, ``epistemic`` is the spread of the member means and ``aleatoric`` the
+mean member variance; unlike a mixture, ``variance`` (the Vincentised distribution's own) is *not*
+their sum: averaging quantile functions averages locations away instead of adding their spread.
+``combine="mixture"`` mixes the members instead (``F = mean_i F_i``), keeping that spread.
 
 Member tensors carry the member axis first and the level axis last: (s, n, ..., L).
 
@@ -26,7 +27,7 @@ Examples:
     >>> q = torch.tensor([[[[-1.0, 0.0, 1.0]]], [[[1.0, 2.0, 3.0]]]])  # (s=2, n=1, m=1, L=3)
     >>> pred = QuantilePredictive(taus, q)
     >>> pred
-    QuantilePredictive(members=2, levels=3, shape=(1, 1))
+    QuantilePredictive(members=2, levels=3, combine='vincentise', shape=(1, 1))
     >>> pred.quantile(0.5).item(), pred.cdf([[1.5]]).item(), pred.mean.item()
     (1.0, 0.625, 1.0)
     >>> pred.member_means.ravel().tolist(), pred.epistemic.item()
@@ -35,12 +36,13 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from choral.errors import DataError
-from choral.predictive import Predictive, _tensor
+from choral.predictive import Predictive, _bisect, _tensor
 
 __all__ = ["QuantilePredictive", "level_grid"]
 
@@ -139,14 +141,30 @@ def moments(taus: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 class QuantilePredictive(Predictive):
-    """The Vincentised (quantile-averaged) ensemble of ``s`` members' quantile grids.
+    """The ensemble of ``s`` members' quantile grids, combined one of two ways.
+
+    ``combine="vincentise"`` (default) averages the member quantiles level by level: one grid
+    (``quantiles``), everything in closed form, but the members' disagreement about location is
+    averaged away (``variance`` is the averaged distribution's own, not aleatoric + epistemic).
+    ``combine="mixture"`` mixes the members with equal weights, ``F = mean_i F_i``, like
+    :class:`~choral.predictive.GaussianMixture`: ``variance`` = aleatoric + epistemic, and
+    quantiles are found by bisection in the exact bracket ``[min_i q_i(p), max_i q_i(p)]``.
 
     Args:
         levels: quantile levels (L,), strictly increasing in (0, 1), ``L >= 2``.
         member_quantiles: member quantiles (s, n, ..., L), strictly increasing on the last axis.
+        combine: ``"vincentise"`` or ``"mixture"``.
+
+    Examples:
+        >>> q = torch.tensor([[[-1.0, 0.0, 1.0]], [[1.0, 2.0, 3.0]]])  # (s=2, n=1, L=3)
+        >>> mix = QuantilePredictive([0.25, 0.5, 0.75], q, combine="mixture")
+        >>> round(mix.quantile(0.5).item(), 9), mix.cdf([1.0]).item(), mix.mean.item()
+        (1.0, 0.5, 1.0)
+        >>> round(mix.variance.item() - mix.aleatoric.item(), 12), mix.epistemic.item()
+        (1.0, 1.0)
     """
 
-    def __init__(self, levels: Any, member_quantiles: Any) -> None:
+    def __init__(self, levels: Any, member_quantiles: Any, combine: str = "vincentise") -> None:
         taus = level_grid(levels.tolist() if isinstance(levels, torch.Tensor) else levels)
         mq = _tensor(member_quantiles, "member_quantiles")
         if mq.ndim < 3 or mq.shape[-1] != len(taus):
@@ -155,7 +173,9 @@ class QuantilePredictive(Predictive):
         if not bool((mq.diff(dim=-1) > 0).all()):
             raise DataError("member_quantiles must be strictly increasing along the levels "
                             "(last) axis; got crossing or tied quantiles")
-        self.levels, self._mq = taus, mq.clone()
+        if combine not in ("vincentise", "mixture"):
+            raise DataError(f"combine must be 'vincentise' or 'mixture'; got {combine!r}")
+        self.levels, self._mq, self.combine = taus, mq.clone(), combine
         self._q = self._mq.mean(0)
 
     @property
@@ -175,17 +195,23 @@ class QuantilePredictive(Predictive):
 
     @property
     def quantiles(self) -> torch.Tensor:
-        """The predictive's quantiles (n, ..., L) at ``levels``: the member average."""
+        """The member-averaged quantiles (n, ..., L) at ``levels`` (the Vincentised grid)."""
         return self._q
 
     @property
+    def _mixed(self) -> bool:
+        return self.combine == "mixture"
+
+    @property
     def mean(self) -> torch.Tensor:
-        """Mean (n, ...); equal to the mean of the member means (the mean is linear in q)."""
-        return moments(self.levels, self._q)[0]
+        """Mean (n, ...), the mean of the member means either way (the mean is linear in q)."""
+        return self.member_means.mean(0) if self._mixed else moments(self.levels, self._q)[0]
 
     @property
     def variance(self) -> torch.Tensor:
-        """Variance (n, ...) of the Vincentised distribution itself."""
+        """Variance (n, ...): aleatoric + epistemic (mixture), or the Vincentised grid's own."""
+        if self._mixed:
+            return self.aleatoric + self.epistemic
         return moments(self.levels, self._q)[1]
 
     @property
@@ -206,36 +232,78 @@ class QuantilePredictive(Predictive):
 
     def log_prob(self, y: Any) -> torch.Tensor:
         """Log density (n, ...) at ``y`` (n, ...)."""
-        return log_density(self.levels, self._q, self._y(y))
+        y = self._y(y)
+        if self._mixed:
+            logs = log_density(self.levels, self._mq, y)
+            return torch.logsumexp(logs, 0) - math.log(self.num_members)
+        return log_density(self.levels, self._q, y)
 
     def cdf(self, y: Any) -> torch.Tensor:
         """CDF (n, ...) at ``y`` (n, ...)."""
-        return cdf_function(self.levels, self._q, self._y(y))
+        return self._cdf(self._y(y))
+
+    def _cdf(self, y: torch.Tensor) -> torch.Tensor:
+        """CDF at ``y`` (..., n, ...) with any leading axes."""
+        if not self._mixed:
+            return cdf_function(self.levels, self._q, y)
+        lead = y.ndim - len(self.shape)
+        y = y.reshape(*y.shape[:lead], 1, *y.shape[lead:])
+        return cdf_function(self.levels, self._mq, y).mean(lead).clamp(0.0, 1.0)
+
+    def _quantile(self, p: torch.Tensor) -> torch.Tensor:
+        """Quantile at ``p`` (..., n, ...) with any leading axes."""
+        if not self._mixed:
+            return quantile_function(self.levels, self._q, p)
+        lead = p.ndim - len(self.shape)
+        comp = quantile_function(self.levels, self._mq,
+                                 p.reshape(*p.shape[:lead], 1, *p.shape[lead:]))
+        lo, hi = comp.min(lead).values, comp.max(lead).values
+        return _bisect(self._cdf, p, lo, hi, self.stddev)
 
     def quantile(self, p: Any) -> torch.Tensor:
-        """Quantile (n, ...) at ``p`` (a float or broadcastable to (n, ...)), in closed form."""
-        return quantile_function(self.levels, self._q, self._p(p))
+        """Quantile (n, ...) at ``p`` (a float or broadcastable to (n, ...))."""
+        return self._quantile(self._p(p))
+
+    def crps(self, y: Any, levels: int = 199) -> torch.Tensor:
+        """CRPS (n, ...): the midpoint rule of :meth:`Predictive.crps`, all levels at once."""
+        y = self._y(y)
+        taus = (torch.arange(levels, dtype=torch.float64) + 0.5) / levels
+        taus = taus.reshape(-1, *(1,) * y.ndim)
+        step = max(1, 2**22 // (self._mq.numel() if self._mixed else self._q.numel()))
+        total = torch.zeros(self.shape, dtype=torch.float64)
+        for i in range(0, levels, step):
+            tau = taus[i:i + step]
+            diff = y - self._quantile(tau.expand(-1, *self.shape))
+            total += torch.maximum(tau * diff, (tau - 1) * diff).sum(0)
+        return 2.0 * total / levels
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``k`` independent draws (k, n, ...) by inverting the CDF at uniform levels."""
+        """``k`` independent draws (k, n, ...): (a uniformly chosen member's) inverse CDF."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise DataError(f"k must be a positive integer number of draws; got {k!r}")
         u = torch.rand((k, *self.shape), generator=generator, dtype=torch.float64)
-        return quantile_function(self.levels, self._q, u.clamp(1e-300, 1 - 1e-16))
+        u = u.clamp(1e-300, 1 - 1e-16)
+        if not self._mixed:
+            return quantile_function(self.levels, self._q, u)
+        idx = torch.randint(self.num_members, (k, *self.shape), generator=generator)
+        q = self._mq.movedim(0, -2)  # (n, ..., s, L)
+        picked = q.take_along_dim(idx.movedim(0, -1)[..., None], dim=-2)  # (n, ..., k, L)
+        return quantile_function(self.levels, picked.movedim(-2, 0), u)
 
     def affine(self, loc: Any, scale: Any) -> QuantilePredictive:
         """The distribution of ``scale * Y + loc`` (``scale > 0``, broadcastable to (n, ...))."""
         loc, scale = self._y(loc, "loc"), self._y(scale, "scale")
         if not bool((scale > 0).all()):
             raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
-        return QuantilePredictive(self.levels, self._mq * scale[..., None] + loc[..., None])
+        return QuantilePredictive(self.levels, self._mq * scale[..., None] + loc[..., None],
+                                  self.combine)
 
     def select(self, idx: Any, flat: bool = False) -> QuantilePredictive:
         """The predictive of samples ``idx`` along n, or (``flat``) of flat target values (k,)."""
         s, levels = self.num_members, len(self.levels)
         mq = self._mq.reshape(s, -1, levels) if flat else self._mq
-        return QuantilePredictive(self.levels, mq[:, idx])
+        return QuantilePredictive(self.levels, mq[:, idx], self.combine)
 
     def __repr__(self) -> str:
         return (f"QuantilePredictive(members={self.num_members}, levels={len(self.levels)}, "
-                f"shape={tuple(self.shape)})")
+                f"combine={self.combine!r}, shape={tuple(self.shape)})")

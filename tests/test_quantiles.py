@@ -6,6 +6,7 @@ import torch
 from scipy import integrate, stats
 
 from choral.errors import DataError
+from choral.predictive import Predictive
 from choral.quantiles import QuantilePredictive, level_grid
 
 TAUS = level_grid(9)
@@ -129,3 +130,42 @@ def test_bad_input_is_rejected():
         level_grid([0.5, 0.4])
     with pytest.raises(DataError, match=r"predictive's shape \(4, 1\)"):
         _pred().cdf(torch.zeros(3, 1))
+
+
+def test_mixture_combination_against_its_members():
+    pred = _pred(s=3, n=4, seed=6)
+    mix = QuantilePredictive(TAUS, pred.member_quantiles, combine="mixture")
+    ones = [QuantilePredictive(TAUS, pred.member_quantiles[i:i + 1]) for i in range(3)]
+    y = torch.randn(mix.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.testing.assert_close(mix.cdf(y), sum(o.cdf(y) for o in ones) / 3)
+    torch.testing.assert_close(mix.log_prob(y), torch.log(sum(o.log_prob(y).exp() for o in ones)
+                                                          / 3))
+    torch.testing.assert_close(mix.mean, pred.mean)
+    # law of total variance: E[var_i + mu_i^2] - mean^2 over the members
+    second = sum(o.variance + o.mean**2 for o in ones) / 3
+    torch.testing.assert_close(mix.variance, second - mix.mean**2)
+    assert bool((mix.variance > pred.variance).all())  # the mixture keeps the members' spread
+    for p in (0.01, 0.3, 0.95):
+        torch.testing.assert_close(mix.cdf(mix.quantile(p)),
+                                   torch.full(mix.shape, p, dtype=torch.float64))
+    draws = mix.sample(3000, generator=torch.Generator().manual_seed(3))
+    u = torch.stack([mix.cdf(d) for d in draws]).numpy().ravel()
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    assert mix.affine(1.0, 2.0).combine == "mixture" and mix.select([1]).shape == (1, 1)
+
+
+def test_vectorised_crps_equals_the_generic_one():
+    pred = _pred(s=2, n=3, seed=7)
+    y = torch.tensor([[-0.5], [0.3], [4.0]], dtype=torch.float64)
+    for combine in ("vincentise", "mixture"):
+        p = QuantilePredictive(TAUS, pred.member_quantiles, combine=combine)
+        torch.testing.assert_close(p.crps(y, levels=49), Predictive.crps(p, y, levels=49),
+                                   rtol=1e-9, atol=1e-12)
+    mix = QuantilePredictive(TAUS, pred.member_quantiles, combine="mixture")
+    for i in range(3):
+        def sq(x, i=i):
+            v = torch.zeros(mix.shape, dtype=torch.float64)
+            v[i, 0] = x
+            return (mix.cdf(v)[i, 0].item() - float(x >= y[i, 0].item())) ** 2
+        knots = sorted([*mix.member_quantiles[:, i, 0].ravel().tolist(), y[i, 0].item()])
+        assert mix.crps(y, levels=999)[i, 0].item() == pytest.approx(_quad(sq, knots), rel=2e-3)

@@ -12,7 +12,9 @@ from choral.report import write_report
 from choral.surrogate import Surrogate
 
 HEADS = {"mdn": {"head": "mdn", "components": 3},
-         "quantile": {"head": "quantile", "quantile_levels": [0.05, 0.25, 0.5, 0.75, 0.95]}}
+         "quantile": {"head": "quantile", "quantile_levels": [0.05, 0.25, 0.5, 0.75, 0.95]},
+         "quantile_mixture": {"head": "quantile", "quantile_levels": 5,
+                              "quantile_combine": "mixture"}}
 
 
 def _cfg(head, **model):
@@ -35,14 +37,14 @@ def test_vector_round_trip(tmp_path, head):
     Y = np.stack([X[:, 0] ** 2, np.sin(3 * X[:, 1])], axis=1) * 10 + 5
     model = Surrogate(_cfg(head)).fit(X, Y)
     pred = model.predict(X[:7])
-    kind = QuantilePredictive if head == "quantile" else GaussianMixture
+    kind = GaussianMixture if head == "mdn" else QuantilePredictive
     assert isinstance(pred, kind) and pred.shape == (7, 2)
     assert pred.member_means.shape == (2, 7, 2) and pred.num_members == 2
     scores = evaluate(pred, Y[:7])
     assert all(np.isfinite(v) for v in scores.values())
     model.save(tmp_path / "m")
     again = Surrogate.load(tmp_path / "m")
-    assert again.config.model.head == head
+    assert again.config.model == model.config.model
     assert _same(again.predict(X[:7]), pred)
     assert write_report(tmp_path / "r", X[:7], Y[:7], pred, scores, title=head).exists()
 

@@ -1,5 +1,7 @@
 """Surrogates with each density head: fit, predict, save, load, evaluate (vectors and fields)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -83,3 +85,29 @@ def test_mdn_beats_a_gaussian_on_a_bimodal_target():
         scores[head] = evaluate(pred, Y[400:])["nll"]
     # no Gaussian does better than NLL 1.42 here (the best: variance 1.5^2 + 0.01); the MDN does
     assert scores["gaussian"] > 1.2 and scores["mdn"] < scores["gaussian"] - 0.5
+
+
+@pytest.mark.parametrize("head", ["mdn", "quantile"])
+def test_command_line_with_a_density_head(tmp_path, head):
+    from typer.testing import CliRunner
+
+    from choral.cli import app
+
+    def invoke(*args):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    (tmp_path / "c.toml").write_text(f'[model]\nhead = "{head}"\n[train]\nmembers = 2\n'
+                                     'epochs = 3\n')
+    invoke("simulate", "borehole", "--n", "80", "--seed", "0", "--out", tmp_path / "d.npz")
+    invoke("fit", "--data", tmp_path / "d.npz", "--config", tmp_path / "c.toml",
+           "--out", tmp_path / "m")
+    out = invoke("evaluate", "--model", tmp_path / "m", "--data", tmp_path / "d.npz", "--json")
+    scores = json.loads(out.stdout)
+    assert {"nll", "crps", "coverage_90", "interval_score_90"} <= set(scores)
+    assert all(np.isfinite(v) for v in scores.values())
+    invoke("predict", "--model", tmp_path / "m", "--data", tmp_path / "d.npz",
+           "--out", tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as z:
+        assert bool((z["lower"] < z["upper"]).all()) and z["mean"].shape == (80, 1)

@@ -152,3 +152,25 @@ def test_quantile_predictive_scores_match_scoringrules_and_evaluate_runs():
     scores = evaluate(pred, y)
     assert all(np.isfinite(v) for v in scores.values())
     assert scores["nll"] == pytest.approx(-pred.log_prob(y).mean().item())
+
+
+def test_quantile_crps_matches_scoringrules_quantile_score():
+    head = QuantileHead(9)
+    out = torch.randn(2, 30, 9, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for combine in ("vincentise", "mixture"):
+        head.combine = combine
+        pred = head.predictive(out)
+        y = pred.sample(1, generator=torch.Generator().manual_seed(5))[0]
+        taus = (np.arange(99) + 0.5) / 99
+        fct = torch.stack([pred.quantile(float(t)) for t in taus], dim=-1).numpy()
+        ref = sr.crps_quantile(y.numpy(), fct, taus)
+        np.testing.assert_allclose(pred.crps(y, levels=99).numpy(), ref, rtol=1e-9)
+
+
+def test_mixture_crps_pair_term_is_the_same_in_blocks():
+    from choral.predictive import _pair_term
+
+    pred = MDNHead(components=3).predictive(_mdn_out(s=2, k=3, seed=6))
+    args = pred.component_means, pred.component_variances, pred.component_weights
+    torch.testing.assert_close(_pair_term(*args, budget=1), _pair_term(*args), rtol=1e-12,
+                               atol=1e-12)

@@ -52,7 +52,7 @@ class UNetConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """The member network (an MLP for vectors, a U-Net for fields) with a Gaussian head."""
+    """The member network (an MLP for vectors, a U-Net for fields) and its distribution head."""
 
     backbone: Literal["mlp", "unet"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])

@@ -167,6 +167,27 @@ def _bisect(cdf, p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     return 0.5 * (lo + hi)
 
 
+def _component_weights(weights: Any, means: torch.Tensor) -> torch.Tensor:
+    """Validated weights broadcastable to ``means`` (s, n, ...): (s, 1, ...) or (s, n, ...)."""
+    s = means.shape[0]
+    if weights is None:
+        weights = torch.full((s,), 1.0 / s, dtype=_F64)
+    weights = _tensor(weights, "weights")
+    if weights.shape == means.shape:
+        total = weights.sum(0)
+        if not bool((weights >= 0).all()) or not bool(((total - 1).abs() <= 1e-6).all()):
+            raise DataError("per-sample weights (s, n, ...) must be >= 0 and sum to 1 over "
+                            f"axis 0; got minimum {weights.min().item():.6g} and sums in "
+                            f"[{total.min().item():.6g}, {total.max().item():.6g}]")
+        return weights / total
+    if weights.shape != (s,):
+        raise DataError(f"weights must have shape ({s},), one per component, or the "
+                        f"means' shape {tuple(means.shape)}; got {tuple(weights.shape)}")
+    if not bool((weights > 0).all()) or abs(weights.sum().item() - 1.0) > 1e-6:
+        raise DataError(f"weights must be positive and sum to 1; got {weights.tolist()}")
+    return (weights / weights.sum()).reshape((s,) + (1,) * (means.ndim - 1))
+
+
 class GaussianMixture(Predictive):
     """Weighted mixture of ``s`` Gaussians per output value.
 
@@ -216,27 +237,12 @@ class GaussianMixture(Predictive):
                 or s % members:
             raise DataError(f"members must be a positive integer dividing the {s} components "
                             f"(members-major, K = s / members per member); got {members!r}")
-        if weights is None:
-            weights = torch.full((s,), 1.0 / s, dtype=_F64)
-        weights = _tensor(weights, "weights")
-        if weights.shape == means.shape:
-            total = weights.sum(0)
-            if not bool((weights >= 0).all()) or not bool(((total - 1).abs() <= 1e-6).all()):
-                raise DataError("per-sample weights (s, n, ...) must be >= 0 and sum to 1 over "
-                                f"axis 0; got minimum {weights.min().item():.6g} and sums in "
-                                f"[{total.min().item():.6g}, {total.max().item():.6g}]")
-            self._w = weights / total
-        else:
-            if weights.shape != (s,):
-                raise DataError(f"weights must have shape ({s},), one per component, or the "
-                                f"means' shape {tuple(means.shape)}; got {tuple(weights.shape)}")
-            if not bool((weights > 0).all()) or abs(weights.sum().item() - 1.0) > 1e-6:
-                raise DataError(f"weights must be positive and sum to 1; got {weights.tolist()}")
-            self._w = (weights / weights.sum()).reshape((s,) + (1,) * (means.ndim - 1))
+        self._w = _component_weights(weights, means)
         self._means = means.clone()
         self._vars = variances.clone()
         self._members = members
-        self._weights = self._w.clone() if weights.shape == means.shape else self._w.reshape(s)
+        per_sample = weights is not None and tuple(torch.as_tensor(weights).shape) == means.shape
+        self._weights = self._w.clone() if per_sample else self._w.reshape(s)
         self._logw = torch.log(self._w)
 
     # -- shapes and moments ----------------------------------------------------------------------

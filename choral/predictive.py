@@ -58,8 +58,10 @@ class Predictive:
     """The contract of every predictive distribution: summaries and scores per output value.
 
     Subclasses provide ``shape``, ``mean``, ``variance``, ``aleatoric``, ``epistemic``,
-    ``member_means``, ``log_prob``, ``cdf``, ``sample`` and ``affine``; quantiles, intervals and
-    the CRPS have generic (numerical) defaults that subclasses with closed forms override.
+    ``member_means``, ``log_prob``, ``cdf``, ``sample`` and ``affine`` (and ``select``, used by
+    the report); quantiles, intervals and the CRPS have generic (numerical) defaults that
+    subclasses with closed forms override. Subclasses: :class:`GaussianMixture` (Gaussian and
+    MDN heads), :class:`choral.quantiles.QuantilePredictive` (quantile head).
     Everything per sample is (n, ...); member tensors are (s, n, ...).
     """
 

@@ -54,10 +54,12 @@ def run_one(task: tuple) -> dict:
     from choral.surrogate import Surrogate
 
     torch.set_num_threads(1)
-    root, name, head, epochs = task
+    root, name, head, epochs, levels = task
     X, y, Xt, yt = load(root, name)
     cfg = Config().updated(**{"train.members": 5, "model.hidden": [50], "train.epochs": epochs,
                               **HEADS[head]})
+    if levels and cfg.model.head == "quantile":
+        cfg = cfg.updated(**{"model.quantile_levels": levels})
     start = time.perf_counter()
     model = Surrogate(cfg).fit(X, y)
     scores = evaluate(model.predict(Xt), yt)
@@ -73,9 +75,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
+    parser.add_argument("--quantile-levels", type=int, default=None,
+                        help="number of levels of the quantile heads (default 19)")
     args = parser.parse_args()
     names = ["bimodal", *(args.datasets if args.data else [])]
-    tasks = [(args.data, name, head, args.epochs) for name in names for head in args.heads]
+    tasks = [(args.data, name, head, args.epochs, args.quantile_levels)
+             for name in names for head in args.heads]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(run_one, tasks))
@@ -84,7 +89,8 @@ def main() -> None:
     bi = table["bimodal"]
     beats = bi["mdn"]["nll"] < bi["gaussian"]["nll"] if {"mdn", "gaussian"} <= set(bi) else None
     print(json.dumps({"benchmark": "heads", "machine": platform.machine(), "cpus": os.cpu_count(),
-                      "epochs": args.epochs, "wall_seconds": round(time.perf_counter() - start),
+                      "epochs": args.epochs, "quantile_levels": args.quantile_levels or 19,
+                      "wall_seconds": round(time.perf_counter() - start),
                       "mdn_beats_gaussian_nll_on_bimodal": beats,
                       "results": table}, indent=2))
 

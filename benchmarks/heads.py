@@ -71,14 +71,15 @@ def run_one(task: tuple) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="folder of the UCI sets (omit for the bimodal only)")
-    parser.add_argument("--datasets", nargs="+", default=["yacht", "bostonHousing", "concrete"])
+    parser.add_argument("--datasets", nargs="+",
+                        default=["bimodal", "yacht", "bostonHousing", "concrete"])
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     parser.add_argument("--quantile-levels", type=int, default=None,
                         help="number of levels of the quantile heads (default 19)")
     args = parser.parse_args()
-    names = ["bimodal", *(args.datasets if args.data else [])]
+    names = args.datasets if args.data else ["bimodal"]
     tasks = [(args.data, name, head, args.epochs, args.quantile_levels)
              for name in names for head in args.heads]
     start = time.perf_counter()
@@ -86,7 +87,7 @@ def main() -> None:
         rows = list(pool.map(run_one, tasks))
     table = {name: {r["head"]: {k: v for k, v in r.items() if k not in ("dataset", "head")}
                     for r in rows if r["dataset"] == name} for name in names}
-    bi = table["bimodal"]
+    bi = table.get("bimodal", {})
     beats = bi["mdn"]["nll"] < bi["gaussian"]["nll"] if {"mdn", "gaussian"} <= set(bi) else None
     print(json.dumps({"benchmark": "heads", "machine": platform.machine(), "cpus": os.cpu_count(),
                       "epochs": args.epochs, "quantile_levels": args.quantile_levels or 19,

@@ -55,7 +55,8 @@ def nll(predictive: Predictive, y: Any) -> float:
 
 
 def crps(predictive: Predictive, y: Any) -> float:
-    """Mean closed-form CRPS (in the targets' units; lower is better)."""
+    """Mean CRPS (closed form where the predictive has one; in the targets' units; lower is
+    better)."""
     return predictive.crps(check_targets(predictive, y)).mean().item()
 
 

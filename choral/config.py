@@ -20,7 +20,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from choral.errors import ConfigError
 
@@ -44,7 +52,7 @@ class UNetConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """The member network (an MLP for vectors, a U-Net for fields) with a Gaussian head."""
+    """The member network (an MLP for vectors, a U-Net for fields) and its distribution head."""
 
     backbone: Literal["mlp", "unet"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
@@ -53,6 +61,26 @@ class ModelConfig(_Strict):
     unet: UNetConfig = Field(default_factory=UNetConfig)
     variance_floor: PositiveFloat = 1e-6
     """Smallest predicted variance, in standardised units."""
+    head: Literal["gaussian", "mdn", "quantile"] = "gaussian"
+    """The members' distribution (:mod:`choral.heads`): one Gaussian, a mixture of
+    ``components`` Gaussians (mixture-density network), or quantiles at ``quantile_levels``."""
+    components: PositiveInt = 5
+    """Gaussians per output value of the ``mdn`` head (K)."""
+    quantile_levels: int | list[float] = 19
+    """Levels of the ``quantile`` head: a count L (levels ``j / (L + 1)``) or a list."""
+    quantile_combine: Literal["vincentise", "mixture"] = "vincentise"
+    """How the quantile head's members are combined: quantile averaging or their mixture."""
+
+    @field_validator("quantile_levels")
+    @classmethod
+    def _levels(cls, value: int | list[float]) -> int | list[float]:
+        if isinstance(value, int):
+            if value < 2:
+                raise ValueError("expected a count >= 2")
+        elif len(value) < 2 or any(not 0 < t < 1 for t in value) \
+                or any(a >= b for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("expected >= 2 strictly increasing levels in (0, 1)")
+        return value
 
 
 class TrainConfig(_Strict):

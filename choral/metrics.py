@@ -1,6 +1,6 @@
 """Scores of a predictive against observed targets.
 
-Every function takes a predictive (:class:`~choral.predictive.GaussianMixture`) and targets ``y``
+Every function takes a predictive (any :class:`~choral.predictive.Predictive`) and targets ``y``
 of the predictive's shape (n, ...) and returns a Python float averaged over every target value
 (all samples and all outputs), so the NLL is per target value, as in published UCI tables.
 
@@ -12,8 +12,8 @@ Examples:
     >>> rmse(mix, y), round(nll(mix, y), 6), coverage(mix, y, level=0.9)
     (1.0, 1.418939, 1.0)
     >>> sorted(evaluate(mix, y))  # doctest: +NORMALIZE_WHITESPACE
-    ['calibration_error', 'coverage_50', 'coverage_90', 'crps', 'interval_width_90',
-     'mean_std', 'nll', 'rmse']
+    ['calibration_error', 'coverage_50', 'coverage_90', 'crps', 'interval_score_90',
+     'interval_width_90', 'mean_std', 'nll', 'rmse']
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 import torch
 
 from choral.errors import DataError
-from choral.predictive import GaussianMixture
+from choral.predictive import Predictive
 
 __all__ = ["calibration_error", "check_targets", "coverage", "crps", "evaluate",
-           "interval_width", "nll", "nrmse", "pit", "relative_l2", "rmse"]
+           "interval_score", "interval_width", "nll", "nrmse", "pit", "relative_l2", "rmse"]
 
 
-def check_targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
+def check_targets(predictive: Predictive, y: Any) -> torch.Tensor:
     """``y`` as a float64 tensor of exactly the predictive's shape, or a DataError."""
     try:
         t = torch.as_tensor(y.detach() if isinstance(y, torch.Tensor) else y, dtype=torch.float64)
@@ -43,19 +43,20 @@ def check_targets(predictive: GaussianMixture, y: Any) -> torch.Tensor:
     return t
 
 
-def rmse(predictive: GaussianMixture, y: Any) -> float:
+def rmse(predictive: Predictive, y: Any) -> float:
     """Root mean squared error of the mixture mean."""
     y = check_targets(predictive, y)
     return torch.sqrt(((predictive.mean - y) ** 2).mean()).item()
 
 
-def nll(predictive: GaussianMixture, y: Any) -> float:
+def nll(predictive: Predictive, y: Any) -> float:
     """Negative log likelihood per target value: ``-mean log p(y)``."""
     return -predictive.log_prob(check_targets(predictive, y)).mean().item()
 
 
-def crps(predictive: GaussianMixture, y: Any) -> float:
-    """Mean closed-form CRPS (in the targets' units; lower is better)."""
+def crps(predictive: Predictive, y: Any) -> float:
+    """Mean CRPS (closed form where the predictive has one; in the targets' units; lower is
+    better)."""
     return predictive.crps(check_targets(predictive, y)).mean().item()
 
 
@@ -63,18 +64,18 @@ def _coverage(y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> floa
     return ((y >= lower) & (y <= upper)).double().mean().item()
 
 
-def coverage(predictive: GaussianMixture, y: Any, level: float = 0.9) -> float:
+def coverage(predictive: Predictive, y: Any, level: float = 0.9) -> float:
     """Fraction of target values inside the central ``level`` interval (ideally ``level``)."""
     y = check_targets(predictive, y)
     return _coverage(y, *predictive.interval(level))
 
 
-def pit(predictive: GaussianMixture, y: Any) -> torch.Tensor:
+def pit(predictive: Predictive, y: Any) -> torch.Tensor:
     """Probability integral transform ``F(y)`` (n, ...); uniform on (0, 1) if calibrated."""
     return predictive.cdf(check_targets(predictive, y))
 
 
-def calibration_error(predictive: GaussianMixture, y: Any, levels: int = 99) -> float:
+def calibration_error(predictive: Predictive, y: Any, levels: int = 99) -> float:
     """Mean absolute deviation of the PIT's empirical CDF from the uniform CDF.
 
     With ``p_j = j / (levels + 1)`` for ``j = 1..levels``, this is
@@ -89,10 +90,11 @@ def calibration_error(predictive: GaussianMixture, y: Any, levels: int = 99) -> 
     return (frac - p).abs().mean().item()
 
 
-def relative_l2(predictive: GaussianMixture, y: Any) -> float:
+def relative_l2(predictive: Predictive, y: Any) -> float:
     """Mean over samples of ``||mean_i - y_i||_2 / ||y_i||_2`` (the FNO paper's test error).
 
     >>> import torch
+    >>> from choral.predictive import GaussianMixture
     >>> mix = GaussianMixture(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
     >>> relative_l2(mix, torch.full((2, 1, 4), 2.0))
     0.5
@@ -102,21 +104,45 @@ def relative_l2(predictive: GaussianMixture, y: Any) -> float:
     return (err / y.flatten(1).norm(dim=1)).mean().item()
 
 
-def nrmse(predictive: GaussianMixture, y: Any) -> float:
+def nrmse(predictive: Predictive, y: Any) -> float:
     """RMSE divided by the targets' standard deviation (0 perfect, 1 as good as their mean)."""
     y = check_targets(predictive, y)
     return rmse(predictive, y) / y.std().item()
 
 
-def interval_width(predictive: GaussianMixture, level: float = 0.9) -> float:
+def interval_width(predictive: Predictive, level: float = 0.9) -> float:
     """Mean width of the central ``level`` interval (sharpness; lower is sharper)."""
     lower, upper = predictive.interval(level)
     return (upper - lower).mean().item()
 
 
-def evaluate(predictive: GaussianMixture, y: Any) -> dict[str, float]:
+def _interval_score(y, lower, upper, level):
+    alpha = 1.0 - level
+    below, above = (lower - y).clamp_min(0.0), (y - upper).clamp_min(0.0)
+    return ((upper - lower) + 2.0 / alpha * (below + above)).mean().item()
+
+
+def interval_score(predictive: Predictive, y: Any, level: float = 0.9) -> float:
+    """Mean interval score of the central ``level`` interval [l, u] (Gneiting & Raftery 2007).
+
+    ``(u - l) + 2 / alpha * ((l - y)_+ + (y - u)_+)`` with ``alpha = 1 - level``: width plus a
+    penalty for every miss (lower is better; proper for the ``alpha / 2`` and ``1 - alpha / 2``
+    quantiles).
+
+    >>> import torch
+    >>> from choral.predictive import GaussianMixture
+    >>> mix = GaussianMixture(torch.zeros(1, 1, 1), torch.ones(1, 1, 1))
+    >>> round(interval_score(mix, [[0.0]], 0.9), 6)  # the width 2 * 1.644854
+    3.289707
+    """
+    y = check_targets(predictive, y)
+    return _interval_score(y, *predictive.interval(level), level)
+
+
+def evaluate(predictive: Predictive, y: Any) -> dict[str, float]:
     """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
-    mean_std and interval_width_90; for fields (n, c, *grid) also rel_l2 and nrmse."""
+    mean_std, interval_width_90 and interval_score_90; for fields (n, c, *grid) also rel_l2
+    and nrmse."""
     y = check_targets(predictive, y)
     lo90, hi90 = predictive.interval(0.9)
     fields = {"rel_l2": relative_l2(predictive, y), "nrmse": nrmse(predictive, y)} \
@@ -130,4 +156,5 @@ def evaluate(predictive: GaussianMixture, y: Any) -> dict[str, float]:
         "calibration_error": calibration_error(predictive, y),
         "mean_std": predictive.stddev.mean().item(),
         "interval_width_90": (hi90 - lo90).mean().item(),
+        "interval_score_90": _interval_score(y, lo90, hi90, 0.9),
     }

@@ -58,8 +58,10 @@ class Predictive:
     """The contract of every predictive distribution: summaries and scores per output value.
 
     Subclasses provide ``shape``, ``mean``, ``variance``, ``aleatoric``, ``epistemic``,
-    ``member_means``, ``log_prob``, ``cdf``, ``sample`` and ``affine``; quantiles, intervals and
-    the CRPS have generic (numerical) defaults that subclasses with closed forms override.
+    ``member_means``, ``log_prob``, ``cdf``, ``sample`` and ``affine`` (and ``select``, used by
+    the report); quantiles, intervals and the CRPS have generic (numerical) defaults that
+    subclasses with closed forms override. Subclasses: :class:`GaussianMixture` (Gaussian and
+    MDN heads), :class:`choral.quantiles.QuantilePredictive` (quantile head).
     Everything per sample is (n, ...); member tensors are (s, n, ...).
     """
 
@@ -89,6 +91,10 @@ class Predictive:
 
     def affine(self, loc: Any, scale: Any) -> Predictive:
         """The distribution of ``scale * Y + loc`` (``scale > 0``, broadcastable to (n, ...))."""
+        raise NotImplementedError
+
+    def select(self, idx: Any, flat: bool = False) -> Predictive:
+        """The predictive of samples ``idx`` along n, or (``flat``) of flat target values (k,)."""
         raise NotImplementedError
 
     def _y(self, y: Any, name: str = "y") -> torch.Tensor:
@@ -163,13 +169,38 @@ def _bisect(cdf, p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     return 0.5 * (lo + hi)
 
 
+def _component_weights(weights: Any, means: torch.Tensor) -> torch.Tensor:
+    """Validated weights broadcastable to ``means`` (s, n, ...): (s, 1, ...) or (s, n, ...)."""
+    s = means.shape[0]
+    if weights is None:
+        weights = torch.full((s,), 1.0 / s, dtype=_F64)
+    weights = _tensor(weights, "weights")
+    if weights.shape == means.shape:
+        total = weights.sum(0)
+        if not bool((weights >= 0).all()) or not bool(((total - 1).abs() <= 1e-6).all()):
+            raise DataError("per-sample weights (s, n, ...) must be >= 0 and sum to 1 over "
+                            f"axis 0; got minimum {weights.min().item():.6g} and sums in "
+                            f"[{total.min().item():.6g}, {total.max().item():.6g}]")
+        return weights / total
+    if weights.shape != (s,):
+        raise DataError(f"weights must have shape ({s},), one per component, or the "
+                        f"means' shape {tuple(means.shape)}; got {tuple(weights.shape)}")
+    if not bool((weights > 0).all()) or abs(weights.sum().item() - 1.0) > 1e-6:
+        raise DataError(f"weights must be positive and sum to 1; got {weights.tolist()}")
+    return (weights / weights.sum()).reshape((s,) + (1,) * (means.ndim - 1))
+
+
 class GaussianMixture(Predictive):
     """Weighted mixture of ``s`` Gaussians per output value.
 
     Args:
         means: member means (s, n, ...), numpy array or torch tensor.
         variances: member variances (s, n, ...), all > 0.
-        weights: member weights (s,), positive and summing to 1; uniform ``1/s`` by default.
+        weights: component weights (s,), positive and summing to 1, uniform ``1/s`` by default;
+            or per-sample weights (s, n, ...), >= 0 and summing to 1 over axis 0.
+        members: how many members the ``s`` components belong to (default ``s``); components
+            are grouped member by member (``K = s / members`` each), so that ``member_means``
+            and ``epistemic`` stay per member (a mixture of mixture-density members).
 
     Examples:
         >>> import numpy as np
@@ -178,9 +209,20 @@ class GaussianMixture(Predictive):
         (3, (4, 2), [0.3333333333333333, 0.3333333333333333, 0.3333333333333333])
         >>> round(mix.log_prob(np.zeros((4, 2)))[0, 0].item(), 6)  # = log N(0; 0, 1)
         -0.918939
+
+        Two members of two components each, with per-sample weights:
+
+        >>> w = np.full((4, 1, 1), 0.25)
+        >>> mm = GaussianMixture([[[0.0]], [[2.0]], [[4.0]], [[6.0]]], np.ones((4, 1, 1)), w,
+        ...                      members=2)
+        >>> mm
+        GaussianMixture(members=2, components_per_member=2, shape=(1, 1))
+        >>> mm.member_means.ravel().tolist(), mm.epistemic.item(), mm.aleatoric.item()
+        ([1.0, 5.0], 4.0, 2.0)
     """
 
-    def __init__(self, means: Any, variances: Any, weights: Any = None) -> None:
+    def __init__(self, means: Any, variances: Any, weights: Any = None,
+                 members: int | None = None) -> None:
         means, variances = _tensor(means, "means"), _tensor(variances, "variances")
         if means.shape != variances.shape:
             raise DataError(f"means and variances must have the same shape (s, n, ...); got "
@@ -192,24 +234,28 @@ class GaussianMixture(Predictive):
             raise DataError(f"variances must be > 0 everywhere; got minimum "
                             f"{variances.min().item():.6g}")
         s = means.shape[0]
-        if weights is None:
-            weights = torch.full((s,), 1.0 / s, dtype=_F64)
-        weights = _tensor(weights, "weights")
-        if weights.shape != (s,):
-            raise DataError(f"weights must have shape ({s},), one per member; got "
-                            f"{tuple(weights.shape)}")
-        if not bool((weights > 0).all()) or abs(weights.sum().item() - 1.0) > 1e-6:
-            raise DataError(f"weights must be positive and sum to 1; got {weights.tolist()}")
+        members = s if members is None else members
+        if isinstance(members, bool) or not isinstance(members, int) or members < 1 \
+                or s % members:
+            raise DataError(f"members must be a positive integer dividing the {s} components "
+                            f"(members-major, K = s / members per member); got {members!r}")
+        self._w = _component_weights(weights, means)
         self._means = means.clone()
         self._vars = variances.clone()
-        self._weights = (weights / weights.sum()).clone()
-        self._w = self._weights.reshape((s,) + (1,) * (means.ndim - 1))  # broadcasts on members
+        self._members = members
+        per_sample = weights is not None and tuple(torch.as_tensor(weights).shape) == means.shape
+        self._weights = self._w.clone() if per_sample else self._w.reshape(s)
         self._logw = torch.log(self._w)
 
     # -- shapes and moments ----------------------------------------------------------------------
     @property
     def num_members(self) -> int:
-        """The number of members ``s``."""
+        """The number of members (``members``; ``s`` components unless given)."""
+        return self._members
+
+    @property
+    def num_components(self) -> int:
+        """The number of Gaussian components ``s`` (members times components per member)."""
         return self._means.shape[0]
 
     @property
@@ -218,18 +264,48 @@ class GaussianMixture(Predictive):
         return self._means.shape[1:]
 
     @property
-    def member_means(self) -> torch.Tensor:
-        """Member means (s, n, ...)."""
+    def component_means(self) -> torch.Tensor:
+        """Component means (s, n, ...)."""
         return self._means
 
     @property
-    def member_variances(self) -> torch.Tensor:
-        """Member variances (s, n, ...)."""
+    def component_variances(self) -> torch.Tensor:
+        """Component variances (s, n, ...)."""
         return self._vars
 
     @property
+    def component_weights(self) -> torch.Tensor:
+        """Component weights (s, n, ...), summing to 1 over axis 0."""
+        return self._w.expand_as(self._means)
+
+    def _per_member(self, x: torch.Tensor) -> torch.Tensor:
+        """(s, n, ...) -> (members, K, n, ...), components grouped member by member."""
+        return x.reshape(self._members, -1, *x.shape[1:])
+
+    def _member_weights(self) -> torch.Tensor:
+        """Member weights (members, n, ...) or (members, 1, ...): sums of their components'."""
+        return self._per_member(self._w).sum(1)
+
+    @property
+    def member_means(self) -> torch.Tensor:
+        """Member means (members, n, ...): each member's own mixture mean."""
+        if self._members == self.num_components:
+            return self._means
+        w = self._per_member(self._w)
+        return (w * self._per_member(self._means)).sum(1) / w.sum(1)
+
+    @property
+    def member_variances(self) -> torch.Tensor:
+        """Member variances (members, n, ...): each member's own mixture variance."""
+        if self._members == self.num_components:
+            return self._vars
+        w, mu = self._per_member(self._w), self._per_member(self._means)
+        spread = (mu - self.member_means.unsqueeze(1)) ** 2
+        return (w * (self._per_member(self._vars) + spread)).sum(1) / w.sum(1)
+
+    @property
     def weights(self) -> torch.Tensor:
-        """Member weights (s,)."""
+        """Component weights as given: (s,), or (s, n, ...) when they vary per sample."""
         return self._weights
 
     @property
@@ -239,13 +315,16 @@ class GaussianMixture(Predictive):
 
     @property
     def aleatoric(self) -> torch.Tensor:
-        """Mean member variance (n, ...): ``sum_i w_i var_i``."""
-        return (self._w * self._vars).sum(0)
+        """Mean member variance (n, ...): ``sum_i W_i var_i`` over members ``i``."""
+        if self._members == self.num_components:
+            return (self._w * self._vars).sum(0)
+        return (self._member_weights() * self.member_variances).sum(0)
 
     @property
     def epistemic(self) -> torch.Tensor:
-        """Spread of the member means (n, ...): ``sum_i w_i (mu_i - mean)^2``."""
-        return (self._w * (self._means - self.mean) ** 2).sum(0)
+        """Spread of the member means (n, ...): ``sum_i W_i (mu_i - mean)^2`` over members."""
+        w = self._w if self._members == self.num_components else self._member_weights()
+        return (w * (self.member_means - self.mean) ** 2).sum(0)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -282,9 +361,13 @@ class GaussianMixture(Predictive):
         """``k`` independent draws (k, n, ...): a member picked by weight, then its Gaussian."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise DataError(f"k must be a positive integer number of draws; got {k!r}")
-        s, size = self.num_members, self.shape.numel()
-        idx = torch.multinomial(self._weights, k * size, replacement=True, generator=generator)
-        idx = idx.reshape(k, size)
+        s, size = self.num_components, self.shape.numel()
+        if self._weights.ndim == 1:
+            idx = torch.multinomial(self._weights, k * size, replacement=True,
+                                    generator=generator).reshape(k, size)
+        else:  # one categorical draw per output value and draw: rows (size, s)
+            idx = torch.multinomial(self._weights.reshape(s, size).T, k, replacement=True,
+                                    generator=generator).T
         mu = self._means.reshape(s, size).gather(0, idx)
         sd = torch.sqrt(self._vars.reshape(s, size).gather(0, idx))
         eps = torch.randn((k, size), generator=generator, dtype=_F64)
@@ -295,13 +378,11 @@ class GaussianMixture(Predictive):
 
         ``CRPS = sum_i w_i A(y - mu_i, var_i) - 1/2 sum_ij w_i w_j A(mu_i - mu_j, var_i + var_j)``
         with ``A(mu, s2) = 2 sigma phi(mu / sigma) + mu (2 Phi(mu / sigma) - 1)``, i.e.
-        ``E|Y - y| - E|Y - Y'| / 2``; the pairwise term is evaluated on (s, s, n, ...).
+        ``E|Y - y| - E|Y - Y'| / 2``; the pairwise term is evaluated on blocks of (s, s, n, ...).
         """
         y, mu, var, w = self._y(y), self._means, self._vars, self._w
         first = (w * _a(y - mu, var)).sum(0)
-        pair = _a(mu[:, None] - mu[None], var[:, None] + var[None])
-        second = (w[:, None] * w[None] * pair).sum((0, 1))
-        return first - 0.5 * second
+        return first - 0.5 * _pair_term(mu, var, w)
 
     def affine(self, loc: Any, scale: Any) -> GaussianMixture:
         """The mixture of ``scale * Y + loc`` (``scale > 0``; both broadcastable to (n, ...)).
@@ -316,8 +397,38 @@ class GaussianMixture(Predictive):
         loc, scale = self._y(loc, "loc"), self._y(scale, "scale")
         if not bool((scale > 0).all()):
             raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
-        return GaussianMixture(self._means * scale + loc, self._vars * scale**2, self._weights)
+        return GaussianMixture(self._means * scale + loc, self._vars * scale**2, self._weights,
+                               members=self._members)
+
+    def select(self, idx: Any, flat: bool = False) -> GaussianMixture:
+        """The mixture over samples ``idx`` along n, or (``flat``) over flat target values (k,).
+
+        >>> GaussianMixture(torch.zeros(2, 5, 3), torch.ones(2, 5, 3)).select([0, 4]).shape
+        torch.Size([2, 3])
+        """
+        shape = (self.num_components, -1) if flat else self._means.shape
+        weights = self._weights
+        if weights.ndim > 1:
+            weights = weights.reshape(shape)[:, idx]
+        return GaussianMixture(self._means.reshape(shape)[:, idx],
+                               self._vars.reshape(shape)[:, idx], weights, members=self._members)
 
     def __repr__(self) -> str:
-        return f"GaussianMixture(members={self.num_members}, shape={tuple(self.shape)})"
+        k = self.num_components // self._members
+        per = f", components_per_member={k}" if k > 1 else ""
+        return f"GaussianMixture(members={self.num_members}{per}, shape={tuple(self.shape)})"
+
+
+def _pair_term(mu: torch.Tensor, var: torch.Tensor, w: torch.Tensor,
+               budget: int = 2**24) -> torch.Tensor:
+    """``sum_ij w_i w_j A(mu_i - mu_j, var_i + var_j)`` (n, ...) in row blocks of the (s, s, n,
+    ...) array, so that about ``budget`` values are live at once (mixtures of mixtures are big)."""
+    s = mu.shape[0]
+    step = max(1, budget // max(1, s * mu[0].numel()))
+    total = torch.zeros(mu.shape[1:], dtype=mu.dtype)
+    for i in range(0, s, step):
+        blk = slice(i, i + step)
+        pair = _a(mu[blk, None] - mu[None], var[blk, None] + var[None])
+        total += (w[blk, None] * w[None] * pair).sum((0, 1))
+    return total
 

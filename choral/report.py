@@ -99,9 +99,7 @@ def _array(a: Any, name: str) -> torch.Tensor:
 
 def _take(p: GaussianMixture, idx: Any, flat: bool = False) -> GaussianMixture:
     """The mixture over samples ``idx`` along n, or (``flat``) over flat target values (k,)."""
-    shape = (p.num_members, -1) if flat else p.member_means.shape
-    mu, var = p.member_means.reshape(shape), p.member_variances.reshape(shape)
-    return GaussianMixture(mu[:, idx], var[:, idx], p.weights)
+    return p.select(idx, flat)
 
 
 def _pick(rng: np.random.Generator, size: int, k: int) -> torch.Tensor:

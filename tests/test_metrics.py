@@ -13,6 +13,7 @@ from choral.metrics import (
     coverage,
     crps,
     evaluate,
+    interval_score,
     interval_width,
     nll,
     nrmse,
@@ -103,12 +104,13 @@ def test_evaluate_returns_all_scores():
     mix = GaussianMixture(mu, var)
     res = evaluate(mix, y)
     assert set(res) == {"rmse", "nll", "crps", "coverage_90", "coverage_50", "calibration_error",
-                        "mean_std", "interval_width_90"}
+                        "mean_std", "interval_width_90", "interval_score_90"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in res.values())
     assert res["rmse"] == rmse(mix, y) and res["nll"] == nll(mix, y)
     assert res["coverage_90"] == coverage(mix, y, 0.9)
     assert res["interval_width_90"] == pytest.approx(interval_width(mix, 0.9), rel=1e-14)
     assert res["mean_std"] == pytest.approx(np.sqrt(var).mean(), rel=1e-12)
+    assert res["interval_score_90"] == pytest.approx(interval_score(mix, y, 0.9), rel=1e-14)
 
 
 def test_shape_mismatch_raises():

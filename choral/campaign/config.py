@@ -12,14 +12,14 @@ A ``campaign.toml`` looks like this (every key but ``[simulator]`` and ``bounds`
     budget = 24                         # simulator runs in all (failed ones count)
 
     [simulator]
-    builtin = "branin"                  # or function = "pkg.mod:f", or command = "sh run {input} {output}"
+    builtin = "branin"    # or function = "pkg.mod:f", or command = "sh run {input} {output}"
     timeout = 60.0                      # seconds per run
 
     [stop]
     max_rounds = 10
     target_std = 0.0                    # stop once the largest predictive std is below this
 
-    [surrogate]                         # a choral surrogate config: [surrogate.model], [surrogate.train]
+    [surrogate]                         # a choral config: [surrogate.model], [surrogate.train]
     train = { members = 2, epochs = 20 }
 
 >>> cfg = CampaignConfig.from_dict({"simulator": {"builtin": "branin"}})

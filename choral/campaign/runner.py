@@ -60,7 +60,7 @@ def run_campaign(cfg: CampaignConfig, workdir: str | Path, *,
     ``log`` gets one line per event, ``on_run`` the run counts after each run. Returns a summary:
     ``counts``, ``rounds``, ``recovered`` and the ``stop`` reason.
     """
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()
     ledger = Ledger(workdir / "ledger.db")
     try:
         ledger.bind("config", cfg.model_dump(mode="json"))

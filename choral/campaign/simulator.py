@@ -3,8 +3,8 @@
 A simulator is a Python callable ``f(X (1, d)) -> Y (1, ...)``, an importable ``module:function``
 of the same form, a built-in choral simulator name (``borehole``, ``branin``, ``hartmann6``), or
 a shell command. A command gets ``{input}`` (a text file with one row of ``d`` numbers) and
-``{output}`` (where it must write its numbers, as text) substituted, and also finds both paths in
-``$CHORAL_INPUT`` and ``$CHORAL_OUTPUT``.
+``{output}`` (where it must write its numbers, as text) substituted as absolute paths, also in
+``$CHORAL_INPUT`` and ``$CHORAL_OUTPUT``; it runs in the current directory.
 
 Every evaluation returns an :class:`Outcome`: the output ``y`` or the error that stopped it (an
 exception, a non-zero exit, a missing output, a timeout); it never raises.
@@ -148,7 +148,7 @@ def _run_command(command: str, x: np.ndarray, workdir: Path,
     np.savetxt(inp, np.asarray(x, dtype=np.float64)[None], fmt="%.17g")
     line = command.format(input=shlex.quote(str(inp)), output=shlex.quote(str(out)))
     env = {**os.environ, "CHORAL_INPUT": str(inp), "CHORAL_OUTPUT": str(out)}
-    proc = subprocess.Popen(line, shell=True, cwd=workdir, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(line, shell=True, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)

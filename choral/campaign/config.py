@@ -55,6 +55,15 @@ from choral.errors import ConfigError
 ACQUISITIONS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
 
 
+def _explain(exc: ValidationError) -> str:
+    """Like the surrogate config's messages; a whole-file check gives its message alone."""
+    whole = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
+    rest = [e for e in exc.errors() if e["loc"]]
+    if rest:
+        whole.append(_describe(ValidationError.from_exception_data(exc.title, rest)))
+    return "; ".join(whole)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -119,7 +128,7 @@ class CampaignConfig(_Strict):
         try:
             cfg = cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(f"invalid campaign: {_describe(exc)}") from None
+            raise ConfigError(f"invalid campaign: {_explain(exc)}") from None
         cfg.surrogate_config()  # the surrogate table is checked now, not at the first fit
         return cfg
 

@@ -167,3 +167,17 @@ def test_config_errors_name_the_key():
         config(surrogate={"trian": {}})
     with pytest.raises(ConfigError, match="acquisition"):
         config(acquisition="random")
+
+
+def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
+    def nested(X):  # a second campaign started while the first is inside a run
+        with pytest.raises(CampaignError, match="another `choral campaign run` is working"):
+            run_campaign(config(), tmp_path, simulator=smooth)
+        nested.checked = True
+        return smooth(X)
+
+    run_campaign(config(budget=5), tmp_path / "other", simulator=smooth)  # other dirs are free
+    run_campaign(config(budget=5), tmp_path, simulator=nested)
+    assert nested.checked
+    led = Ledger(tmp_path / "ledger.db")
+    assert [r.attempts for r in led.runs()] == [1] * 5

@@ -124,7 +124,7 @@ class Ledger:
         return [{"round": r, "model": m, "scores": json.loads(s)} for r, m, s in rows]
 
     # -- run states -----------------------------------------------------------------------------
-    def _move(self, run_id: int, new: str, **fields: Any) -> None:
+    def _move(self, run_id: int, new: str, attempt: bool = False, **fields: Any) -> None:
         with self._transaction():
             row = self.db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -134,14 +134,14 @@ class Ledger:
                 raise CampaignError(f"run {run_id} cannot go from {row[0]} to {new} "
                                     f"(allowed from {row[0]}: {allowed})")
             sets = ", ".join(f"{k} = ?" for k in fields)
-            self.db.execute(f"UPDATE runs SET state = ?, updated = ?{', ' if sets else ''}{sets}"
-                            " WHERE id = ?", (new, time.time(), *fields.values(), run_id))
+            bump = ", attempts = attempts + 1" if attempt else ""
+            self.db.execute(f"UPDATE runs SET state = ?, updated = ?{bump}"
+                            f"{', ' if sets else ''}{sets} WHERE id = ?",
+                            (new, time.time(), *fields.values(), run_id))
 
     def start(self, run_id: int) -> None:
         """pending -> running (counts an attempt)."""
-        with self._transaction():
-            self.db.execute("UPDATE runs SET attempts = attempts + 1 WHERE id = ?", (run_id,))
-        self._move(run_id, "running")
+        self._move(run_id, "running", attempt=True)
 
     def finish(self, run_id: int, y: np.ndarray, seconds: float | None = None) -> None:
         """running -> done with output ``y``; a large one is written to a file first."""

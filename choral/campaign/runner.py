@@ -16,9 +16,10 @@ stopped.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from choral.campaign.ledger import Ledger
 from choral.campaign.ray_backend import LocalBackend, RayBackend
 from choral.campaign.simulator import Outcome, Simulation
 from choral.config import Config
+from choral.errors import CampaignError
 from choral.surrogate import Surrogate
 
 Log = Callable[[str], None]
@@ -61,6 +63,7 @@ def run_campaign(cfg: CampaignConfig, workdir: str | Path, *,
     ``counts``, ``rounds``, ``recovered`` and the ``stop`` reason.
     """
     workdir = Path(workdir).resolve()
+    lock = _lock(workdir)
     ledger = Ledger(workdir / "ledger.db")
     try:
         ledger.bind("config", cfg.model_dump(mode="json"))
@@ -75,6 +78,21 @@ def run_campaign(cfg: CampaignConfig, workdir: str | Path, *,
                 "recovered": recovered, "stop": stop}
     finally:
         ledger.close()
+        lock.close()
+
+
+def _lock(workdir: Path) -> IO:
+    """An exclusive lock on ``workdir`` for this process (the OS drops it if the process dies),
+    so two runs never share a ledger: one would take the other's running runs for crashed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    fh = open(workdir / "lock", "w")  # held until the campaign returns
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise CampaignError(f"another `choral campaign run` is working in {workdir}; wait for "
+                            "it to finish (or stop it) before starting this one") from None
+    return fh
 
 
 def _quiet(_: str) -> None:

@@ -42,7 +42,10 @@ def test_ray_ledger_equals_in_process(ray_runtime, tmp_path):
         "surrogate": {"model": {"hidden": [16]}, "train": {"members": 2, "epochs": 20}}})
     local = run_campaign(cfg, tmp_path / "local", simulator=simulator)
     backend = RayBackend(max_concurrency=2)
-    fitted = run_campaign(cfg, tmp_path / "ray", simulator=simulator, backend=backend)
+    in_flight = []  # runs still running when one finishes: at most 2 - 1 with two in flight
+    fitted = run_campaign(cfg, tmp_path / "ray", simulator=simulator, backend=backend,
+                          on_run=lambda c: in_flight.append(c["running"]))
+    assert max(in_flight) == 1
     backend.close()  # ray was started by the fixture: the backend leaves it running
     assert ray.is_initialized()
     assert fitted["counts"] == local["counts"] and local["counts"]["failed"] >= 1

@@ -6,10 +6,11 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from choral.campaign.ledger import Ledger
-from choral.cli import app
+from choral.cli import app, main
 
 runner = CliRunner()
 
@@ -33,6 +34,7 @@ train = {{ members = 2, epochs = 20 }}
 
 SCRIPT = """import sys
 import numpy as np
+import pytest
 x = np.loadtxt(sys.argv[1])
 if x[0] > 0.9:
     sys.exit("too hot")
@@ -79,15 +81,19 @@ def test_run_status_export_round_trip(tmp_path):
     assert again["counts"] == c and again["recovered"] == {"running": 0, "corrupt": 0}
 
 
-def test_user_errors_exit_2_with_a_message(tmp_path):
+def test_user_errors_exit_2_with_a_message(tmp_path, monkeypatch, capsys):
     toml = tmp_path / "bad.toml"
     toml.write_text('budget = 0\n[simulator]\nbuiltin = "branin"\n')
-    code = "from choral.cli import main; main()"
-    for args, message in (
-        (["campaign", "run", str(toml)], "budget = 0"),
-        (["campaign", "status", str(tmp_path / "none.toml")], "no campaign ledger"),
-        (["campaign", "run", str(tmp_path / "none.toml")], "campaign file not found"),
+    done = subprocess.run([sys.executable, "-c", "from choral.cli import main; main()",
+                           "campaign", "run", str(toml)], capture_output=True, text=True,
+                          timeout=60)  # one in a process of its own, as a user runs it
+    assert done.returncode == 2 and "budget = 0" in done.stderr, done.stderr
+    for args, message in (  # the rest through the same entry point, in this process
+        (["status", str(tmp_path / "none.toml")], "no campaign ledger"),
+        (["run", str(tmp_path / "none.toml")], "campaign file not found"),
+        (["run", str(toml), "--backend", "dask"], "budget = 0"),
     ):
-        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
+        monkeypatch.setattr(sys, "argv", ["choral", "campaign", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == 2 and message in capsys.readouterr().err

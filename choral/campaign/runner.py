@@ -63,22 +63,21 @@ def run_campaign(cfg: CampaignConfig, workdir: str | Path, *,
     ``counts``, ``rounds``, ``recovered`` and the ``stop`` reason.
     """
     workdir = Path(workdir).resolve()
-    lock = _lock(workdir)
-    ledger = Ledger(workdir / "ledger.db")
-    try:
-        ledger.bind("config", cfg.model_dump(mode="json"))
-        recovered = ledger.recover()
-        if any(recovered.values()):
-            (log or _quiet)(f"recovered after a crash: {recovered['running']} in-flight and "
-                            f"{recovered['corrupt']} damaged runs will run again")
-        loop = _Loop(cfg, workdir, ledger, Simulation.from_config(cfg.simulator, simulator),
-                     backend or LocalBackend(), log or _quiet, on_run)
-        stop = loop.run()
-        return {"counts": ledger.counts(), "rounds": len(ledger.rounds()),
-                "recovered": recovered, "stop": stop}
-    finally:
-        ledger.close()
-        lock.close()
+    with _lock(workdir):
+        ledger = Ledger(workdir / "ledger.db")
+        try:
+            ledger.bind("config", cfg.model_dump(mode="json"))
+            recovered = ledger.recover()
+            if any(recovered.values()):
+                (log or _quiet)(f"recovered after a crash: {recovered['running']} in-flight and "
+                                f"{recovered['corrupt']} damaged runs will run again")
+            loop = _Loop(cfg, workdir, ledger, Simulation.from_config(cfg.simulator, simulator),
+                         backend or LocalBackend(), log or _quiet, on_run)
+            stop = loop.run()
+            return {"counts": ledger.counts(), "rounds": len(ledger.rounds()),
+                    "recovered": recovered, "stop": stop}
+        finally:
+            ledger.close()
 
 
 def _lock(workdir: Path) -> IO:

@@ -6,6 +6,9 @@ a shell command. A command gets ``{input}`` (a text file with one row of ``d`` n
 ``{output}`` (where it must write its numbers, as text) substituted as absolute paths, also in
 ``$CHORAL_INPUT`` and ``$CHORAL_OUTPUT``; it runs in the current directory.
 
+With a ``timeout``, a Python simulator runs in a forked process that is killed when the time is
+up (so what it changes in memory does not reach the caller); without one it runs in process.
+
 Every evaluation returns an :class:`Outcome`: the output ``y`` or the error that stopped it (an
 exception, a non-zero exit, a missing output, a timeout); it never raises.
 

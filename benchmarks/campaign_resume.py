@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=100, help="simulator runs in the campaign")
     ap.add_argument("--sleep", type=float, default=0.1, help="seconds per simulator run")
-    ap.add_argument("--delay", type=float, nargs=2, default=(0.0, 2.5),
+    ap.add_argument("--delay", type=float, nargs=2, default=(0.0, 1.5),
                     help="kill this long (uniform, s) after the first simulator call of a start")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)

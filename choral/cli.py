@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from choral.campaign.cli import campaign_app
 from choral.cli_finetune import finetune
 from choral.config import Config
 from choral.data import load_data, save_data
@@ -38,6 +39,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "mixture predictives.")
 out = Console()
 err = Console(stderr=True)
+app.add_typer(campaign_app, name="campaign")
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Data file: .npz, .csv, .h5/.hdf5 or .pt.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Saved model directory.")]

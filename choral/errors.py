@@ -20,3 +20,7 @@ class ConfigError(ChoralError, ValueError):
 
 class ModelFileError(ChoralError):
     """A saved model directory is missing a file or holds a corrupted one."""
+
+
+class CampaignError(ChoralError):
+    """A campaign ledger is inconsistent, or an illegal run-state transition was asked for."""

@@ -1,0 +1,163 @@
+"""The campaign file: simulator, input box, design, batch, acquisition, surrogate, budget, stop.
+
+A ``campaign.toml`` looks like this (every key but ``[simulator]`` and ``bounds`` has a default)::
+
+    seed = 0
+    bounds = [[0.0, 1.0], [0.0, 1.0]]   # the input box, (d, 2); optional for built-ins
+    design = "sobol"                    # initial design: "lhs" or "sobol" (scipy.stats.qmc)
+    initial = 8                         # initial design size
+    batch_size = 4                      # points proposed per round
+    acquisition = "variance"
+    candidates = 512                    # random candidates scored per round
+    budget = 24                         # simulator runs in all (failed ones count)
+
+    [simulator]
+    builtin = "branin"    # or function = "pkg.mod:f", or command = "sh run {input} {output}"
+    timeout = 60.0                      # seconds per run
+
+    [stop]
+    max_rounds = 10
+    target_std = 0.0                    # stop once the largest predictive std is below this
+
+    [surrogate]                         # a choral config: [surrogate.model], [surrogate.train]
+    train = { members = 2, epochs = 20 }
+
+>>> cfg = CampaignConfig.from_dict({"simulator": {"builtin": "branin"}})
+>>> cfg.box().shape, cfg.design
+((2, 2), 'sobol')
+>>> CampaignConfig.from_dict({"simulator": {"builtin": "branin"}, "budgte": 3})
+Traceback (most recent call last):
+...
+choral.errors.ConfigError: invalid campaign: unknown key 'budgte'
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from choral.config import Config, _describe
+from choral.errors import ConfigError
+
+ACQUISITIONS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
+
+
+def _explain(exc: ValidationError) -> str:
+    """Like the surrogate config's messages; a whole-file check gives its message alone."""
+    whole = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
+    rest = [e for e in exc.errors() if e["loc"]]
+    if rest:
+        whole.append(_describe(ValidationError.from_exception_data(exc.title, rest)))
+    return "; ".join(whole)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulatorConfig(_Strict):
+    """Exactly one of ``builtin`` (a choral simulator name), ``function`` (``module:function``,
+    called as ``f(X (1, d)) -> Y (1, ...)``) or ``command`` (a shell command with ``{input}`` and
+    ``{output}`` placeholders: it reads one text row of ``d`` numbers, writes numbers)."""
+
+    builtin: str | None = None
+    function: str | None = None
+    command: str | None = None
+    timeout: PositiveFloat | None = None
+    """Seconds a run may take; a run past it is killed and recorded as failed."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SimulatorConfig:
+        given = [k for k in ("builtin", "function", "command") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of builtin, function, command; got {', '.join(given)}")
+        return self
+
+
+class StopConfig(_Strict):
+    """The stopping rule, checked before each round is proposed (the budget always applies)."""
+
+    max_rounds: PositiveInt | None = None
+    """Rounds after the initial design."""
+    target_std: NonNegativeFloat = 0.0
+    """Stop when the largest predictive standard deviation over the candidates is below this."""
+
+
+class CampaignConfig(_Strict):
+    """A validated campaign; see the module docstring for the file layout."""
+
+    seed: int = Field(default=0, ge=0)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    bounds: list[tuple[float, float]] | None = None
+    design: Literal["lhs", "sobol"] = "sobol"
+    initial: PositiveInt = 8
+    batch_size: PositiveInt = 4
+    acquisition: Literal[ACQUISITIONS] = "variance"
+    maximize: bool = False
+    candidates: PositiveInt = 512
+    budget: PositiveInt = 32
+    stop: StopConfig = Field(default_factory=StopConfig)
+    surrogate: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> CampaignConfig:
+        for i, (lo, hi) in enumerate(self.bounds or []):
+            if not lo < hi:
+                raise ValueError(f"bounds[{i}] = [{lo}, {hi}]: lower must be below upper")
+        if self.bounds is None and self.simulator.builtin is None:
+            raise ValueError("bounds are required unless simulator.builtin names a choral "
+                             "simulator (whose box is known)")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CampaignConfig:
+        """Validate a nested dict; errors name the dotted key, the value and the expectation."""
+        try:
+            cfg = cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid campaign: {_explain(exc)}") from None
+        cfg.surrogate_config()  # the surrogate table is checked now, not at the first fit
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> CampaignConfig:
+        """Read and validate a campaign TOML file."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"campaign file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"campaign file {path} is not valid TOML: {exc}") from None
+        return cls.from_dict(values)
+
+    def surrogate_config(self) -> Config:
+        """The ``[surrogate]`` table as a choral :class:`~choral.config.Config`."""
+        try:
+            return Config.from_dict(self.surrogate)
+        except ConfigError as exc:
+            raise ConfigError(f"[surrogate] of the campaign: {exc}") from None
+
+    def box(self) -> np.ndarray:
+        """The input box, (d, 2): ``bounds`` or the built-in simulator's."""
+        if self.bounds is not None:
+            return np.asarray(self.bounds, dtype=np.float64)
+        from choral.simulators import SIMULATORS
+
+        if self.simulator.builtin not in SIMULATORS:
+            raise ConfigError(f"simulator.builtin = {self.simulator.builtin!r}: expected one of "
+                              f"{', '.join(sorted(SIMULATORS))} (vector simulators)")
+        return np.asarray(SIMULATORS[self.simulator.builtin].bounds, dtype=np.float64)

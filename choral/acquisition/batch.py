@@ -56,8 +56,8 @@ def condition(m: Members, j: int) -> Members:
     >>> import torch
     >>> m = Members(torch.tensor([[[1.0], [2.0]], [[-1.0], [-2.0]]], dtype=torch.float64),
     ...             torch.ones(2, 2, 1, dtype=torch.float64), torch.tensor([0.5, 0.5]))
-    >>> condition(m, 0).epistemic.tolist()  # P - P_cx^2 / (P_xx + R) = [1 - 1/2, 4 - 4/2]
-    [[0.5], [2.0]]
+    >>> condition(m, 0).epistemic.flatten().round(decimals=12).tolist()  # P - P_cx^2 / (P_xx + R)
+    [0.5, 2.0]
     """
     w, mean = m.w, m.mean
     dev = m.means - mean

@@ -4,9 +4,9 @@
 whose posterior is an ensemble posterior over the member means (the latent function; the
 members' aleatoric variance is observation noise). Its forward pass runs the stacked members on
 torch inputs, so it is differentiable: BoTorch's acquisition functions (e.g.
-``qLogExpectedImprovement``) and ``optimize_acqf`` work on it. The posterior's ``mean`` equals the choral predictive's
-``mean`` and its ``variance`` the predictive's ``epistemic`` variance (the population variance
-of the members, not BoTorch's default reliability-weighted ``s / (s - 1)`` correction).
+``qLogExpectedImprovement``) and ``optimize_acqf`` work on it. The posterior's ``mean`` equals
+the choral predictive's ``mean`` and its ``variance`` the predictive's ``epistemic`` variance
+(the population variance of the members, not BoTorch's reliability-weighted ``s / (s - 1)``).
 
 BoTorch is imported lazily (extra ``choral[botorch]``).
 

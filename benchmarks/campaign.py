@@ -19,9 +19,9 @@ and writes it to ``--out`` (default ``benchmarks/campaign_results/<part>.json``)
 - ``timing``: one fit + acquire iteration (q=4) on 500 and 2000 random Hartmann-6 observations,
   GP vs choral ensemble. Target: the ensemble >= 5x faster at 2000.
 
-    python benchmarks/campaign.py --part al --seeds 2
-    python benchmarks/campaign.py --part bo --problem hartmann6 --seeds 2
-    python benchmarks/campaign.py --part timing
+    PYTHONPATH=. python benchmarks/campaign.py --part al --seeds 2
+    PYTHONPATH=. python benchmarks/campaign.py --part bo --problem hartmann6 --seeds 2
+    PYTHONPATH=. python benchmarks/campaign.py --part timing
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def ensemble(n: int, seed: int, val_fraction: float = 0.0) -> Surrogate:
     """The ensemble used throughout: 5 members of 2x64, a step budget that grows slowly with n."""
     return Surrogate(Config().updated(**{
         "train.members": 5, "model.hidden": [64, 64], "train.seed": seed,
-        "train.batch_size": max(32, n // 16), "train.epochs": 300 if n < 200 else 100,
+        "train.batch_size": max(32, n // 8), "train.epochs": 300 if n < 200 else 100,
         "train.val_fraction": val_fraction, "train.patience": 50}))
 
 
@@ -229,7 +229,7 @@ def main() -> None:
     p.add_argument("--evals", type=int, default=40)
     p.add_argument("--q", type=int, default=4)
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -106,29 +106,33 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
     """
     kind = check_kind(kind)
     X = _rows(candidates, "candidates")
-    k = _check_k(k, len(X))
+    n, k = len(X), _check_k(k, len(X))
     m = members_of(_predict(predictive_fn, X, "candidates"), objective, seed=seed)
-    n = len(X)
-    if kind == "ivr" and reference is not None:
+    if kind == "ivr" and reference is not None:  # condition candidates and reference together
         R = _rows(reference, "reference")
         r = members_of(_predict(predictive_fn, R, "reference"), objective, seed=seed + 1)
-        m = Members(*(torch.cat([a, b], 1) for a, b in zip(m[:2], r[:2], strict=True)), m.weights)
+        m = Members(torch.cat([m.means, r.means], 1), torch.cat([m.variances, r.variances], 1),
+                    m.weights)
     if kind in ("ei", "logei") and best is None:
-        best = default_best(Members(m.means[:, :n], m.variances[:, :n], m.weights), maximize)
+        best = default_best(_columns(m, 0, n), maximize)
     sign = 1.0 if MAXIMISED[kind] else -1.0
     taken = torch.zeros(n, dtype=torch.bool)
     picks: list[int] = []
     for _ in range(k):
-        cand = Members(m.means[:, :n], m.variances[:, :n], m.weights)
-        ref = Members(m.means[:, n:], m.variances[:, n:], m.weights) if m.means.shape[1] > n \
-            else None
+        cand = _columns(m, 0, n)
+        ref = _columns(m, n, None) if m.means.shape[1] > n else None
         s = sign * score_members(kind, cand, best=best, maximize=maximize, beta=beta,
                                  reference=ref)
         j = int(torch.where(taken, -torch.inf, torch.nan_to_num(s, nan=-torch.inf)).argmax())
-        picks.append(j)
         taken[j] = True
-        if kind in ("ei", "logei"):
+        picks.append(j)
+        if kind in ("ei", "logei"):  # the believed value may become the incumbent
             believed = float(cand.mean[j, 0])
             best = max(best, believed) if maximize else min(best, believed)
         m = condition(m, j)
     return np.asarray(picks, dtype=np.int64)
+
+
+def _columns(m: Members, lo: int, hi: int | None) -> Members:
+    """Members restricted to columns ``lo:hi`` of the sample axis."""
+    return Members(m.means[:, lo:hi], m.variances[:, lo:hi], m.weights)

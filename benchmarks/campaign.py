@@ -213,6 +213,7 @@ def part_timing(args) -> dict:
             start = time.perf_counter()
             METHODS[method](X, Y, bounds, 4, 0, 0)
             row[method] = round(time.perf_counter() - start, 2)
+            print(json.dumps({"n": n, method: row[method]}), flush=True)
         row["speedup"] = round(row["gp_qlogei"] / row["choral_ei"], 2)
         out[str(n)] = row
         print(json.dumps({str(n): row}), flush=True)

@@ -6,7 +6,8 @@ and writes it to ``--out`` (default ``benchmarks/campaign_results/<part>.json``)
 - ``al``: borehole (d=8). Latin hypercube designs of 20, 40, ..., ``--n-max`` points against
   active learning from the same first 20 points, batches of 20 picked by
   ``choral.acquisition.select_batch`` (``ivr`` and ``variance``) from a fresh pool of 2000
-  uniform candidates per round (reference set: 500 of them). Test error: RMSE / std on 2000
+  uniform candidates per round (reference set: 500 of them), with localised fantasies (default)
+  and without (``_plain``). Test error: RMSE / std on 2000
   uniform test points. Figure: simulations AL needs to reach LHS's final error.
   Target: at most half.
 - ``bo``: minimise Hartmann-6 and Ackley-20 (``botorch.test_functions``) from 10 shared initial
@@ -68,7 +69,7 @@ def fit_error(X, Y, seed, test) -> float:
     return test_error(ensemble(len(X), seed, val_fraction=0.1).fit(X, Y), *test)
 
 
-def al_curve(kind: str, X, Y, sim, sizes, seed, test) -> list[float]:
+def al_curve(kind: str, X, Y, sim, sizes, seed, test, localise=True) -> list[float]:
     """Errors at ``sizes`` when growing the design by ``select_batch(kind)`` batches."""
     errors = []
     for i, n in enumerate(sizes):
@@ -77,7 +78,7 @@ def al_curve(kind: str, X, Y, sim, sizes, seed, test) -> list[float]:
         if i + 1 < len(sizes):
             pool = sim.sample(2000, seed=1000 * seed + i)
             idx = select_batch(kind, sur.predict, pool, sizes[i + 1] - n, reference=pool[:500],
-                               seed=seed)
+                               seed=seed, localise=localise)
             X, Y = np.concatenate([X, pool[idx]]), np.concatenate([Y, sim(pool[idx])])
     return errors
 
@@ -97,9 +98,10 @@ def part_al(args) -> dict:
         lhs_err = [fit_error(X := lhs(n, sim.bounds, seed), sim(X), seed, test) for n in sizes]
         X0 = lhs(sizes[0], sim.bounds, seed)
         run = {"seed": seed, "lhs": lhs_err}
-        for kind in ("ivr", "variance"):
-            run[kind] = al_curve(kind, X0, sim(X0), sim, sizes, seed, test)
-            run[f"{kind}_needs"] = needed(sizes, run[kind], lhs_err[-1])
+        for name in ("ivr", "variance", "ivr_plain", "variance_plain"):
+            kind, localise = name.split("_")[0], not name.endswith("_plain")
+            run[name] = al_curve(kind, X0, sim(X0), sim, sizes, seed, test, localise)
+            run[f"{name}_needs"] = needed(sizes, run[name], lhs_err[-1])
         runs.append(run)
         print(json.dumps(run), flush=True)
     return {"sizes": sizes, "runs": runs, "lhs_needs": sizes[-1]}

@@ -12,7 +12,9 @@ Hamill 2002). With deviations ``D = mu_i - mean`` (s, N, p), ``h = D[:, x*]``,
 which makes the members' epistemic covariance exactly the Kalman posterior
 ``P - P_{.x} P_{x.} / (P_xx + R)``. Epistemic variance near ``x*`` shrinks, so the next pick moves
 elsewhere: the batch spreads. For ``ei``/``logei`` the incumbent also moves to the believed value.
-Outputs are updated independently per output value (p).
+Outputs are updated independently per output value (p). By default the gain is localised by a
+Gaussian taper ``exp(-|z - z*|^2 / (2 l^2))`` in standardised inputs ``z``, ``l`` half the median
+distance between inputs (``localise=False``: the plain update).
 
 Examples:
     >>> import numpy as np
@@ -50,8 +52,13 @@ from choral.predictive import Predictive
 __all__ = ["condition", "select_batch"]
 
 
-def condition(m: Members, j: int) -> Members:
+def condition(m: Members, j: int, taper: Tensor | None = None) -> Members:
     """Members (s, N, p) conditioned on a kriging-believer observation at column ``j``.
+
+    ``taper`` (N,) in [0, 1] with ``taper[j] = 1`` localises the update (multiplies the gain),
+    as covariance localisation does in ensemble Kalman filters: with ``s`` members the
+    ensemble covariance has rank ``s - 1``, so without it ``s - 1`` nearly noise-free picks
+    would remove every member disagreement, everywhere.
 
     >>> import torch
     >>> m = Members(torch.tensor([[[1.0], [2.0]], [[-1.0], [-2.0]]], dtype=torch.float64),
@@ -66,6 +73,8 @@ def condition(m: Members, j: int) -> Members:
     noise = m.aleatoric[j]
     total = (p_xx + noise).clamp_min(1e-300)
     gain = (w * dev * h[:, None]).sum(0) / total  # (N, p)
+    if taper is not None:
+        gain = gain * taper[:, None]
     alpha = 1.0 / (1.0 + torch.sqrt(noise / total))
     return Members(mean + dev - alpha * gain * h[:, None], m.variances, m.weights)
 
@@ -96,7 +105,7 @@ def _rows(X: Any, name: str) -> np.ndarray:
 def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], candidates: Any,
                  k: int, *, best: float | None = None, maximize: bool = False, beta: float = 2.0,
                  reference: Any = None, objective: Callable[[Tensor], Tensor] | None = None,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, localise: bool = True) -> np.ndarray:
     """``k`` distinct row indices (k,) into ``candidates`` (n, d), picked greedily by ``kind``.
 
     ``predictive_fn(X) -> Predictive`` (e.g. ``surrogate.predict``) is called once on the
@@ -113,6 +122,8 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
         r = members_of(_predict(predictive_fn, R, "reference"), objective, seed=seed + 1)
         m = Members(torch.cat([m.means, r.means], 1), torch.cat([m.variances, r.variances], 1),
                     m.weights)
+    points = np.concatenate([X, R]) if kind == "ivr" and reference is not None else X
+    tapers = _Tapers(points) if localise else None
     if kind in ("ei", "logei") and best is None:
         best = default_best(_columns(m, 0, n), maximize)
     sign = 1.0 if MAXIMISED[kind] else -1.0
@@ -129,10 +140,25 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
         if kind in ("ei", "logei"):  # the believed value may become the incumbent
             believed = float(cand.mean[j, 0])
             best = max(best, believed) if maximize else min(best, believed)
-        m = condition(m, j)
+        m = condition(m, j, None if tapers is None else tapers(j))
     return np.asarray(picks, dtype=np.int64)
 
 
 def _columns(m: Members, lo: int, hi: int | None) -> Members:
     """Members restricted to columns ``lo:hi`` of the sample axis."""
     return Members(m.means[:, lo:hi], m.variances[:, lo:hi], m.weights)
+
+
+class _Tapers:
+    """Gaussian tapers (N,) around each of ``points`` (N, ...), in standardised coordinates."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        z = points.reshape(len(points), -1)
+        z = torch.as_tensor((z - z.mean(0)) / np.where(z.std(0) > 0, z.std(0), 1.0))
+        self.z = z
+        sub = z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))[:500]]
+        self.length = max(0.5 * float(torch.cdist(sub, sub).median()), 1e-12)
+
+    def __call__(self, j: int) -> Tensor:
+        d2 = ((self.z - self.z[j]) ** 2).sum(1)
+        return torch.exp(-0.5 * d2 / self.length**2)

@@ -169,3 +169,27 @@ def test_errors_name_the_argument():
         score("ei", mix, objective=lambda y: y[..., 0, 0])
     with pytest.raises(DataError, match=r"predictive_fn\(candidates\)"):
         select_batch("ucb", fn, np.zeros((5, 2)), 1)
+
+
+def test_tapered_update_is_exact_at_the_pick_and_leaves_far_points_alone():
+    g = torch.Generator().manual_seed(1)
+    s, n = 8, 5
+    m = Members(torch.randn(s, n, 1, generator=g, dtype=F64),
+                torch.rand(s, n, 1, generator=g, dtype=F64) + 0.1,
+                torch.full((s,), 1.0 / s, dtype=F64))
+    taper = t([1.0, 0.5, 0.0, 0.0, 1.0])
+    plain, local = condition(m, 0), condition(m, 0, taper)
+    assert torch.allclose(local.epistemic[[0, 4]], plain.epistemic[[0, 4]])
+    assert torch.allclose(local.means[:, 2:4], m.means[:, 2:4])  # taper 0: untouched
+
+
+def test_few_members_still_spread_a_large_batch():
+    x = np.linspace(0, 1, 300)[:, None]
+    a = np.random.default_rng(2).normal(size=(3, 4))  # 3 members: covariance of rank 2
+
+    def predictive_fn(X):
+        f = np.stack([np.sin(3 * X[:, 0]), np.cos(7 * X[:, 0]), X[:, 0], X[:, 0] ** 2], -1)
+        return GaussianMixture((a @ f.T)[..., None], np.full((3, len(X), 1), 1e-8))
+
+    idx = select_batch("epistemic", predictive_fn, x, 10)
+    assert np.diff(np.sort(x[idx, 0])).min() > 0.01, np.sort(x[idx, 0])

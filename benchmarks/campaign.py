@@ -188,7 +188,7 @@ def bo_run(method: str, f, bounds, seed: int, args) -> dict:
 def part_bo(args) -> dict:
     f, bounds, opt = problem(args.problem)
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.seed0, args.seed0 + args.seeds):
         for method in args.methods:
             run = bo_run(method, f, bounds, seed, args)
             run["regret"] = run["best"][-1] - opt
@@ -226,6 +226,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=["al", "bo", "timing"], required=True)
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--seed0", type=int, default=0, help="first seed (bo), to split runs")
     p.add_argument("--n-max", type=int, default=160)
     p.add_argument("--problem", choices=["hartmann6", "ackley20"], default="hartmann6")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -241,7 +242,7 @@ def main() -> None:
     result.update(seconds=round(time.perf_counter() - start, 1), threads=args.threads,
                   machine=platform.machine(), torch=torch.__version__,
                   argv={k: str(v) for k, v in vars(args).items()})
-    name = args.part if args.part != "bo" else f"bo_{args.problem}"
+    name = args.part if args.part != "bo" else f"bo_{args.problem}_seed{args.seed0}"
     out = args.out or Path(__file__).parent / "campaign_results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

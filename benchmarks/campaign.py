@@ -94,7 +94,7 @@ def part_al(args) -> dict:
     X_test = sim.sample(2000, seed=12345)
     test = (X_test, sim(X_test))
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.seed0, args.seed0 + args.seeds):
         lhs_err = [fit_error(X := lhs(n, sim.bounds, seed), sim(X), seed, test) for n in sizes]
         X0 = lhs(sizes[0], sim.bounds, seed)
         run = {"seed": seed, "lhs": lhs_err}
@@ -226,7 +226,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=["al", "bo", "timing"], required=True)
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--seed0", type=int, default=0, help="first seed (bo), to split runs")
+    p.add_argument("--seed0", type=int, default=0, help="first seed, to split runs")
     p.add_argument("--n-max", type=int, default=160)
     p.add_argument("--problem", choices=["hartmann6", "ackley20"], default="hartmann6")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -242,7 +242,8 @@ def main() -> None:
     result.update(seconds=round(time.perf_counter() - start, 1), threads=args.threads,
                   machine=platform.machine(), torch=torch.__version__,
                   argv={k: str(v) for k, v in vars(args).items()})
-    name = args.part if args.part != "bo" else f"bo_{args.problem}_seed{args.seed0}"
+    name = f"{args.part}_seed{args.seed0}" if args.part == "al" else args.part
+    name = f"bo_{args.problem}_seed{args.seed0}" if args.part == "bo" else name
     out = args.out or Path(__file__).parent / "campaign_results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -43,12 +43,13 @@ from choral.simulators import get_simulator
 from choral.surrogate import Surrogate
 
 DTYPE = torch.float64
+MEMBERS = [5]  # set by --members
 
 
 def ensemble(n: int, seed: int, val_fraction: float = 0.0) -> Surrogate:
     """The ensemble used throughout: 5 members of 2x64, a step budget that grows slowly with n."""
     return Surrogate(Config().updated(**{
-        "train.members": 5, "model.hidden": [64, 64], "train.seed": seed,
+        "train.members": MEMBERS[0], "model.hidden": [64, 64], "train.seed": seed,
         "train.batch_size": max(32, n // 8), "train.epochs": 300 if n < 200 else 100,
         "train.val_fraction": val_fraction, "train.patience": 50}))
 
@@ -234,9 +235,11 @@ def main() -> None:
     p.add_argument("--q", type=int, default=4)
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    MEMBERS[0] = args.members
     start = time.perf_counter()
     result = {"part": {"al": part_al, "bo": part_bo, "timing": part_timing}[args.part](args)}
     result.update(seconds=round(time.perf_counter() - start, 1), threads=args.threads,

@@ -47,7 +47,7 @@ MEMBERS = [5]  # set by --members
 
 
 def ensemble(n: int, seed: int, val_fraction: float = 0.0) -> Surrogate:
-    """The ensemble used throughout: 5 members of 2x64, a step budget that grows slowly with n."""
+    """The ensemble used throughout: ``--members`` (5) MLPs 2x64, a step budget flat in n."""
     return Surrogate(Config().updated(**{
         "train.members": MEMBERS[0], "model.hidden": [64, 64], "train.seed": seed,
         "train.batch_size": max(32, n // 8), "train.epochs": 300 if n < 200 else 100,

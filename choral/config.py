@@ -89,12 +89,38 @@ class DataConfig(_Strict):
     (e.g. the neuraloperator files, x (n, 16, 16))."""
 
 
+class WeightSpaceConfig(_Strict):
+    """Weight-space ensembles (:mod:`choral.weightspace`): SWA, SWAG, MultiSWAG, snapshots.
+
+    ``swa``, ``swag`` and ``snapshot`` train one network; ``multiswag`` runs SWAG on each of the
+    ``train.members`` members at once. None of them stops early: the run lasts ``epochs``.
+    """
+
+    epochs: PositiveInt | None = None
+    """Epochs of the run; ``None`` means ``train.epochs``."""
+    swa_start: float = Field(default=0.5, ge=0, lt=1)
+    """Fraction of the epochs after which weights are collected (SWA average, SWAG moments)."""
+    swa_lr: PositiveFloat = 0.1
+    """Learning rate while collecting, as a factor of ``train.lr`` (lowest point when cyclic)."""
+    schedule: Literal["constant", "cyclic"] = "constant"
+    """``constant``: collect every epoch at ``swa_lr``; ``cyclic``: within each cycle of
+    ``cycle_epochs`` the factor falls linearly from 1 to ``swa_lr``, collected at the cycle end."""
+    cycle_epochs: PositiveInt = 1
+    rank: int = Field(default=20, ge=2)
+    """SWAG: columns K of the low-rank deviation matrix (the last K collected weights)."""
+    samples: PositiveInt = 20
+    """SWAG: networks sampled per SWAG posterior (per member for ``multiswag``)."""
+    cycles: PositiveInt = 5
+    """Snapshot ensembles: cosine cycles, one network kept at the end of each."""
+
+
 class Config(_Strict):
     """Everything needed to rebuild and retrain a surrogate."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    weightspace: WeightSpaceConfig = Field(default_factory=WeightSpaceConfig)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:

@@ -82,3 +82,7 @@ def train_weightspace(name: str, ctx: TrainContext) -> Result:
     if name not in METHODS:
         raise ConfigError(f"train.ensemble must be one of {sorted(METHODS)}; got {name!r}")
     return METHODS[name](ctx)
+
+
+# Methods in their own modules register themselves on import.
+from choral.weightspace import snapshot, swa, swag  # noqa: E402, F401

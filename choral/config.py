@@ -98,6 +98,9 @@ class WeightSpaceConfig(_Strict):
 
     epochs: PositiveInt | None = None
     """Epochs of the run; ``None`` means ``train.epochs``."""
+    pretrain: bool = False
+    """First train as the deep ensemble does (early stopping on validation NLL, at most
+    ``train.epochs``), then run the ``epochs`` of the method from the best weights."""
     swa_start: float = Field(default=0.5, ge=0, lt=1)
     """Fraction of the epochs after which weights are collected (SWA average, SWAG moments)."""
     swa_lr: PositiveFloat = 0.1

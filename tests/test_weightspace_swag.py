@@ -147,3 +147,19 @@ def test_fit_ensemble_saves_and_loads_like_any_surrogate(tmp_path, method, netwo
     stored = {"swa": "swa.json", "swag": "swag.safetensors", "multiswag": "swag.safetensors",
               "snapshot": "snapshot.json"}[method]
     assert (tmp_path / "m" / stored).is_file() and stored in model.extras
+
+
+def test_pretrain_starts_the_collection_from_the_early_stopped_best_weights():
+    ctx = context({"weightspace.pretrain": True, "weightspace.epochs": 3,
+                   "weightspace.swa_start": 0.0, "train.patience": 2})
+    best, pre = train_members(ctx.forward, {k: v[:1] for k, v in ctx.init_params.items()},
+                              ctx.X, ctx.Y, ctx.X_val, ctx.Y_val, ctx.config.train,
+                              ctx.batch_seeds[:1], ctx.loss)
+    ws = ctx.config.weightspace
+    second = context({"weightspace.epochs": 3, "train.epochs": 3})
+    second.init_params = best
+    epochs = recorded_run(second, 1, swa_factor(ws, 3))
+    result = METHODS["swa"](ctx)
+    for k, v in result.params.items():
+        torch.testing.assert_close(v, sum(e[k] for e in epochs) / 3, rtol=1e-12, atol=1e-12)
+    assert result.history.epochs_run == pre.epochs_run + 3

@@ -51,18 +51,28 @@ def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
                    ) -> tuple[dict[str, Tensor], History]:
     """Train the first ``members`` initial members for :func:`run_epochs` epochs with
     ``lr_factor``; after each epoch in ``collect`` call ``on_collect(weights (members, P))``.
-    Returns the last weights and the history."""
+    With ``weightspace.pretrain`` the run starts from the best weights of an early-stopped
+    run (its epochs count in ``epochs_run``). Returns the last weights and the history."""
     epochs, wanted = run_epochs(ctx), set(collect)
     cfg = ctx.config.train.model_copy(update={"epochs": epochs})
+    data = (ctx.X, ctx.Y, ctx.X_val, ctx.Y_val)
+    seeds = ctx.batch_seeds[:members]
     init = {k: v[:members] for k, v in ctx.init_params.items()}
+    before = 0
+    if ctx.config.weightspace.pretrain:
+        init, pre = train_members(ctx.forward, init, *data, ctx.config.train, seeds, ctx.loss,
+                                  ctx.on_epoch)
+        before = pre.epochs_run
 
     def after_epoch(epoch: int, params: dict[str, Tensor]) -> None:
         if epoch in wanted:
             on_collect(flatten(params).clone())
 
-    return train_members(ctx.forward, init, ctx.X, ctx.Y, ctx.X_val, ctx.Y_val, cfg,
-                         ctx.batch_seeds[:members], ctx.loss, ctx.on_epoch,
-                         lr_factor=lr_factor, after_epoch=after_epoch, early_stopping=False)
+    last, history = train_members(ctx.forward, init, *data, cfg, seeds, ctx.loss, ctx.on_epoch,
+                                  lr_factor=lr_factor, after_epoch=after_epoch,
+                                  early_stopping=False)
+    history.epochs_run += before
+    return last, history
 
 
 @register("swa")

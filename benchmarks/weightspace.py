@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300,
                         help="epochs of the weight-space runs (weightspace.epochs)")
     parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--validation", action="store_true",
+                        help="score on 20%% of each training split (for choosing settings)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every method, e.g. weightspace.rank=10")
     args = parser.parse_args()
@@ -80,11 +82,17 @@ def main() -> None:
     for name in args.datasets:
         for k in range(args.splits):
             data = load_split(args.data, name, k)
+            if args.validation:  # as benchmarks/uci.py: the test split is never read
+                X, y = data[:2]
+                perm = np.random.default_rng(k).permutation(len(X))
+                cut = int(0.8 * len(X))
+                data = X[perm[:cut]], y[perm[:cut]], X[perm[cut:]], y[perm[cut:]]
             for method in methods:
                 row = run_method(*data, method, args.epochs, overrides)
                 rows.append({"dataset": name, "split": k, "method": method, **row})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": "weightspace", "epochs": args.epochs, "overrides": overrides,
+                      "mode": "validation" if args.validation else "test",
                       "machine": platform.machine(), "cpus": os.cpu_count(),
                       "wall_seconds": time.perf_counter() - start, "rows": rows,
                       "target": targets(rows)}, indent=2))

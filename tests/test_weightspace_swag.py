@@ -22,7 +22,9 @@ from choral.weightspace.swag import SwagMoments
 def context(method_cfg: dict, members: int = 2) -> TrainContext:
     """A tiny float64 MLP problem with ``members`` stacked initial members."""
     cfg = Config().updated(**{"train.members": members, "train.epochs": 6,
-                              "train.batch_size": 16, "train.dtype": "float64", **method_cfg})
+                              "train.batch_size": 16, "train.dtype": "float64",
+                              "weightspace.pretrain": False, "weightspace.epochs": 6,
+                              **method_cfg})
     template, params = init_members(lambda: MLP(2, 2, [5]), seeds=range(members),
                                     dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
@@ -47,7 +49,7 @@ def recorded_run(ctx: TrainContext, members: int, lr_factor) -> list[dict]:
 @pytest.mark.parametrize("schedule", ["constant", "cyclic"])
 def test_swa_is_the_hand_computed_average_of_the_collected_epochs(schedule):
     ctx = context({"weightspace.swa_start": 0.3, "weightspace.schedule": schedule,
-                   "weightspace.cycle_epochs": 2})
+                   "weightspace.cycle_epochs": 2, "weightspace.swa_lr": 0.1})
     ws = ctx.config.weightspace
     epochs = recorded_run(ctx, 1, swa_factor(ws, 6))
     chosen = collect_epochs(ws, 6)
@@ -92,7 +94,8 @@ def test_swag_samples_follow_the_stored_full_covariance():
     cfg = Config().updated(**{"train.members": 1, "train.epochs": 12, "train.ensemble": "swag",
                               "train.dtype": "float64", "model.hidden": [3],
                               "weightspace.samples": 20000, "weightspace.rank": 4,
-                              "weightspace.swa_lr": 1.0})
+                              "weightspace.swa_lr": 1.0, "weightspace.pretrain": False,
+                              "weightspace.epochs": 12, "weightspace.swa_start": 0.5})
     rng = np.random.default_rng(1)
     X = rng.uniform(-1, 1, (64, 2))
     model = Surrogate(cfg).fit(X, X[:, :1] ** 2)
@@ -133,7 +136,8 @@ def test_fit_ensemble_saves_and_loads_like_any_surrogate(tmp_path, method, netwo
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (80, 2))
     np.savez(tmp_path / "d.npz", X=X, Y=X[:, :1] ** 2)
-    (tmp_path / "c.toml").write_text("[weightspace]\nsamples = 3\ncycles = 2\nrank = 3\n")
+    (tmp_path / "c.toml").write_text("[weightspace]\nsamples = 3\ncycles = 2\nrank = 3\n"
+                                     "epochs = 4\n")
     result = CliRunner().invoke(app, [
         "fit", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m"), "--members", "2",
         "--epochs", "6", "--ensemble", method, "--config", str(tmp_path / "c.toml"), "--quiet",

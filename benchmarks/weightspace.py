@@ -2,13 +2,14 @@
 SWA, SWAG, MultiSWAG, snapshot ensembles (and any other registered method, e.g. ``soup``).
 
     python benchmarks/weightspace.py --data ../shared/data/uci [--datasets yacht energy]
-        [--splits 1] [--epochs 300] [--set weightspace.rank=20 ...]
+        [--splits 1] [--epochs 50] [--set weightspace.rank=20 ...]
 
 (from a checkout: ``PYTHONPATH=. python benchmarks/weightspace.py ...``)
 
 Every method uses the UCI protocol's network (one hidden layer of 50) and choral's defaults; the
 deep ensemble and the single network stop early (patience 100, at most ``train.epochs``), the
-weight-space methods run ``--epochs`` epochs. Scores on the test split in original units: NLL per
+weight-space methods use ``weightspace``'s defaults (early-stopped pretraining, then
+``weightspace.epochs`` epochs). Scores on the test split in original units: NLL per
 target, CRPS, RMSE, 90% coverage. Cost: training network-epochs (networks x epochs actually
 computed: a stacked run computes stopped members too) and wall seconds; prediction forward
 passes per input (networks evaluated) and wall seconds. The target: SWAG or MultiSWAG within 5%
@@ -63,8 +64,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--datasets", nargs="+", default=["yacht", "energy", "bostonHousing"])
     parser.add_argument("--splits", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=300,
-                        help="epochs of the weight-space runs (weightspace.epochs)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the weight-space runs (weightspace.epochs; default: "
+                             "the config's)")
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--validation", action="store_true",
                         help="score on 20%% of each training split (for choosing settings)")

@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--datasets", nargs="+", default=["yacht", "energy", "bostonHousing"])
     parser.add_argument("--splits", type=int, default=1)
+    parser.add_argument("--first-split", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs of the weight-space runs (weightspace.epochs; default: "
                              "the config's)")
@@ -82,7 +83,7 @@ def main() -> None:
     methods = [m for m in (args.methods or ORDER) if m == "single" or m in METHODS]
     rows, start = [], time.perf_counter()
     for name in args.datasets:
-        for k in range(args.splits):
+        for k in range(args.first_split, args.first_split + args.splits):
             data = load_split(args.data, name, k)
             if args.validation:  # as benchmarks/uci.py: the test split is never read
                 X, y = data[:2]

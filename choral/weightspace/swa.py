@@ -66,7 +66,7 @@ def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
 
     def after_epoch(epoch: int, params: dict[str, Tensor]) -> None:
         if epoch in wanted:
-            on_collect(flatten(params).clone())
+            on_collect(flatten(params))  # a new tensor (torch.cat), not a view
 
     last, history = train_members(ctx.forward, init, *data, cfg, seeds, ctx.loss, ctx.on_epoch,
                                   lr_factor=lr_factor, after_epoch=after_epoch,

@@ -117,14 +117,77 @@ class DataConfig(_Strict):
     (e.g. the neuraloperator files, x (n, 16, 16))."""
 
 
+class WeightSpaceConfig(_Strict):
+    """Weight-space ensembles (:mod:`choral.weightspace`): SWA, SWAG, MultiSWAG, snapshots.
+
+    ``swa``, ``swag`` and ``snapshot`` train one network; ``multiswag`` runs SWAG on each of the
+    ``train.members`` members at once. By default a method first trains as the deep ensemble
+    does (early stopping), then runs ``epochs`` more epochs from the best weights at
+    ``swa_lr * train.lr``, collecting every epoch. These defaults were chosen among three
+    settings on validation data carved out of UCI training splits (boston, yacht; see
+    ``benchmarks/results/weightspace.md``), never on test data.
+    """
+
+    pretrain: bool = True
+    """First train as the deep ensemble does (early stopping on validation NLL, at most
+    ``train.epochs``), then run the ``epochs`` of the method from the best weights. Without it
+    the method's run starts from the initial weights and never stops early."""
+    epochs: PositiveInt | None = 50
+    """Epochs of the method's run; ``None`` means ``train.epochs``."""
+    swa_start: float = Field(default=0.0, ge=0, lt=1)
+    """Fraction of the epochs after which weights are collected (SWA average, SWAG moments)."""
+    swa_lr: PositiveFloat = 1.0
+    """Learning rate while collecting, as a factor of ``train.lr`` (lowest point when cyclic)."""
+    schedule: Literal["constant", "cyclic"] = "constant"
+    """``constant``: collect every epoch at ``swa_lr``; ``cyclic``: within each cycle of
+    ``cycle_epochs`` the factor falls linearly from 1 to ``swa_lr``, collected at the cycle end."""
+    cycle_epochs: PositiveInt = 1
+    rank: int = Field(default=10, ge=2)
+    """SWAG: columns K of the low-rank deviation matrix (the last K collected weights)."""
+    samples: PositiveInt = 20
+    """SWAG: networks sampled per SWAG posterior (per member for ``multiswag``)."""
+    cycles: PositiveInt = 5
+    """Snapshot ensembles: cosine cycles, one network kept at the end of each."""
+
+
+class SoupConfig(_Strict):
+    """Model soups (``train.ensemble = "soup"``, :mod:`choral.weightspace.soup`).
+
+    One network is trained for ``start_fraction`` of ``train.epochs``; ``train.members``
+    ingredients are then fine-tuned from it for the remaining epochs, ingredient ``i`` with its
+    own mini-batch seed and learning rate ``train.lr * lr_factors[i % len(lr_factors)]``; their
+    weights are averaged into one network.
+    """
+
+    start_fraction: float = Field(default=0.5, gt=0, lt=1)
+    lr_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.1, 0.3, 1.0])
+    greedy: bool = True
+    """Greedy soup (add an ingredient only if the validation NLL improves); else uniform."""
+    save_ingredients: bool = False
+    """Also keep the ingredients' weights as the extra file ``soup_ingredients.safetensors``."""
+
+
+class FinetuneConfig(_Strict):
+    """``choral finetune``: fine-tune on a new regime, then WiSE-FT interpolation."""
+
+    epochs: PositiveInt = 200
+    lr_factor: PositiveFloat = 0.1
+    """Fine-tuning learning rate as a multiple of ``train.lr``."""
+    alphas: int = Field(default=11, ge=2)
+    """Points of the curve: alpha in ``linspace(0, 1, alphas)``."""
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Share of the new-regime data held out to choose alpha."""
+
+
 class Config(_Strict):
     """Everything needed to rebuild and retrain a surrogate."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    soup: SoupConfig = Field(default_factory=lambda: SoupConfig())
-    finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig())
+    weightspace: WeightSpaceConfig = Field(default_factory=WeightSpaceConfig)
+    soup: SoupConfig = Field(default_factory=SoupConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
@@ -173,34 +236,3 @@ def _describe(exc: ValidationError) -> str:
             parts.append(f"{key} = {err.get('input')!r}: {err['msg']}")
     return "; ".join(parts)
 
-
-class SoupConfig(_Strict):
-    """Model soups (``train.ensemble = "soup"``, :mod:`choral.weightspace.soup`).
-
-    One network is trained for ``start_fraction`` of ``train.epochs``; ``train.members``
-    ingredients are then fine-tuned from it for the remaining epochs, ingredient ``i`` with its
-    own mini-batch seed and learning rate ``train.lr * lr_factors[i % len(lr_factors)]``; their
-    weights are averaged into one network.
-    """
-
-    start_fraction: float = Field(default=0.5, gt=0, lt=1)
-    lr_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.1, 0.3, 1.0])
-    greedy: bool = True
-    """Greedy soup (add an ingredient only if the validation NLL improves); else uniform."""
-    save_ingredients: bool = False
-    """Also keep the ingredients' weights as the extra file ``soup_ingredients.safetensors``."""
-
-
-class FinetuneConfig(_Strict):
-    """``choral finetune``: fine-tune on a new regime, then WiSE-FT interpolation."""
-
-    epochs: PositiveInt = 200
-    lr_factor: PositiveFloat = 0.1
-    """Fine-tuning learning rate as a multiple of ``train.lr``."""
-    alphas: int = Field(default=11, ge=2)
-    """Points of the curve: alpha in ``linspace(0, 1, alphas)``."""
-    val_fraction: float = Field(default=0.2, gt=0, lt=1)
-    """Share of the new-regime data held out to choose alpha."""
-
-
-Config.model_rebuild()

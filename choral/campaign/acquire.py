@@ -1,36 +1,26 @@
 """The one place a campaign asks for its next batch (:func:`propose`).
 
-:func:`select_batch` is a stand-in with the API of ``choral.acquisition.select_batch``: every
-kind scores by the total predictive variance and takes the ``k`` best distinct candidates. When
-``choral.acquisition`` lands, :func:`propose` switches to it by changing its import.
+It calls :func:`choral.acquisition.select_batch`: greedy picks under refit-free fantasies, so a
+batch spreads; ``best`` (the incumbent from the ledger) feeds expected improvement.
 
 >>> import torch
 >>> from choral.predictive import GaussianMixture
 >>> def fn(X):  # two members that disagree more as x grows
 ...     m = torch.as_tensor(X)[None] * torch.tensor([1.0, -1.0]).view(2, 1, 1)
 ...     return GaussianMixture(m, torch.ones_like(m))
->>> select_batch("variance", fn, np.array([[0.0], [3.0], [1.0], [2.0]]), 2).tolist()
-[1, 3]
+>>> propose("variance", fn, np.array([[0.0], [3.0], [1.0], [2.0]]), 1, best=None,
+...         maximize=False, seed=0).tolist()
+[[3.0]]
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from choral.acquisition import select_batch
 from choral.predictive import Predictive
-
-
-def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive],
-                 candidates: np.ndarray, k: int, *, best: float | None = None,
-                 maximize: bool = False, beta: float = 2.0, reference: Any = None,
-                 seed: int = 0) -> np.ndarray:
-    """``k`` distinct row indices into ``candidates`` (q, d): the largest total variance first."""
-    variance = np.asarray(predictive_fn(candidates).variance, dtype=np.float64)
-    total = variance.reshape(len(candidates), -1).sum(axis=1)
-    return np.argsort(-total, kind="stable")[:k]
 
 
 def propose(kind: str, predictive_fn: Callable[[np.ndarray], Predictive],

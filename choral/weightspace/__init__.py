@@ -7,6 +7,10 @@ Saved models need no method code to load: the surrogate evaluates whatever netwo
 
 Methods register themselves under the names accepted by ``train.ensemble``
 (``choral fit --ensemble ...``); ``deep`` is the plain deep ensemble of :mod:`choral.training`.
+Here: ``swa`` (:mod:`.swa`), ``swag`` and ``multiswag`` (:mod:`.swag`), ``snapshot``
+(:mod:`.snapshot`); their learning-rate schedules in :mod:`.schedule`, weights flattened to
+(s, P) by :mod:`.flat`, BatchNorm statistics recomputed by :mod:`.norm`; settings in
+:class:`choral.config.WeightSpaceConfig` (``[weightspace]``).
 
 Examples:
     >>> "deep" in METHODS
@@ -83,4 +87,6 @@ def train_weightspace(name: str, ctx: TrainContext) -> Result:
         raise ConfigError(f"train.ensemble must be one of {sorted(METHODS)}; got {name!r}")
     return METHODS[name](ctx)
 
-from choral.weightspace import soup as _soup  # noqa: E402, F401  (registers "soup")
+
+# Methods in their own modules register themselves on import.
+from choral.weightspace import snapshot, soup, swa, swag  # noqa: E402, F401

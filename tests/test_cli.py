@@ -52,7 +52,7 @@ def test_simulate_fit_evaluate_predict(work):
     summary = json.loads(work["fit_stdout"])
     assert summary["members"] == 2 and summary["epochs_run"] <= 5
     assert sorted(p.name for p in work["model"].iterdir()) == [
-        "config.json", "metrics.json", "normaliser.json", "weights.safetensors"]
+        "config.json", "metrics.json", "normaliser.json", "ood.json", "weights.safetensors"]
     assert not [p for p in work["dir"].iterdir() if p.name.startswith(".")]  # no temp leftovers
 
     result = invoke("evaluate", "--model", work["model"], "--data", work["test"], "--json")

@@ -1,4 +1,4 @@
-"""The ``choral`` command line: simulate, fit, evaluate, predict, report, demo.
+"""The ``choral`` command line: simulate, fit, evaluate, predict, report, calibrate, demo.
 
 Every user error (bad data, bad config, damaged model directory) prints one message naming what is
 wrong and exits with code 2; nothing half-written is left behind.
@@ -164,13 +164,16 @@ def predict(model: ModelOpt, data: DataOpt,
             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
             x: XOpt = None) -> None:
-    """Write the predictive mean, std and central interval (arrays mean, std, lower, upper)."""
+    """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
+    calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood)."""
     surrogate = Surrogate.load(model)
     X, _ = _load_xy(surrogate, data, x, None, require_y=False)
     pred = surrogate.predict(X)
     lower, upper = pred.interval(level)
     arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
               "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
+    if "ood.json" in surrogate.extras:  # models saved before OOD detection have none
+        arrays["ood_score"], arrays["ood"] = surrogate.ood(X)
     save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
 
@@ -229,6 +232,9 @@ lr = 3e-3
 lr_schedule = "cosine"
 patience = 20
 """
+
+
+import choral.cli_calibrate  # noqa: E402,F401  (registers the calibrate verb)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -58,6 +59,7 @@ def run_split(task: tuple) -> list[dict]:
         scores = evaluate(model.predict(Xt), yt)
         rows.append({"dataset": name, "split": k, "method": method, "n_cal": len(Xc),
                      "fit_seconds": seconds, **{key: scores[key] for key in KEYS}})
+    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
@@ -117,7 +119,8 @@ def ood(args: argparse.Namespace) -> dict:
     results = []
     for seed in range(args.seeds):
         X = BOREHOLE.sample(args.n_train, seed=seed)
-        cfg = Config().updated(**{"train.members": 5, "train.seed": seed})
+        cfg = Config().updated(**{"train.members": 5, "train.seed": seed,
+                                  "train.epochs": args.epochs})
         model = Surrogate(cfg).fit(X, BOREHOLE(X))
         inside = BOREHOLE.sample(args.n_test, seed=1000 + seed)
         entry = {"seed": seed}
@@ -137,6 +140,7 @@ def ood(args: argparse.Namespace) -> dict:
                 "flag_rate_outside": float(flag[len(inside):].mean())}
         entry["false_alarm_rate_inside"] = float(model.ood(inside)[1].mean())
         results.append(entry)
+        print(json.dumps(entry), file=sys.stderr, flush=True)
     summary = {}
     for key in [k for k in results[0] if k.startswith("shift_")]:
         summary[key] = {m: float(np.mean([r[key][m] for r in results])) for m in results[0][key]}
@@ -163,6 +167,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--shift", type=float, nargs="+", default=[0.1, 0.5])
+    p.add_argument("--epochs", type=int, default=200)
     args = parser.parse_args()
     start = time.perf_counter()
     result = uci(args) if args.what == "uci" else ood(args)

@@ -197,6 +197,10 @@ class _Wrapped(Predictive):
     def __init__(self, base: Predictive) -> None:
         self.base = base
 
+    def rebase(self, base: Predictive) -> _Wrapped:
+        """The same calibration on another base predictive (e.g. a subset of its samples)."""
+        return type(self)(base, self.calibrator)
+
     shape = property(lambda self: self.base.shape)
     mean = property(lambda self: self.base.mean)
     variance = property(lambda self: self.base.variance)
@@ -297,7 +301,7 @@ class Conformal:
     """
 
     method = "conformal"
-    default_levels = (0.5, 0.8, 0.9, 0.95, 0.99)
+    default_levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
     def __init__(self, q: dict[float, Any]) -> None:
         self.q = {float(k): torch.as_tensor(v, dtype=_F64) for k, v in q.items()}

@@ -429,6 +429,8 @@ def test_calibrate_round_trip(work, tmp_path, method):
         with np.load(work["test"]) as t:
             inside = (t["Y"] >= z["lower"]) & (t["Y"] <= z["upper"])
         assert inside.mean() == pytest.approx(summary["after"]["coverage_90"])
+    invoke("report", "--model", model, "--data", work["test"], "--out", tmp_path / "r")
+    assert (tmp_path / "r" / "pit.png").is_file()
 
 
 def test_predict_writes_ood_scores_and_flags(work, tmp_path):

@@ -141,6 +141,8 @@ class Isotonic:
     ``R(x_k) = k / (K + 1)`` at the PIT's empirical quantiles ``x_k``; between knots ``R`` is
     linear, hence continuous and strictly increasing, so ``R^{-1}`` exists and the density
     ``f'(y) = R'(F(y)) f(y)`` (chain rule) is piecewise a constant multiple of the base density.
+    A PIT that rounds to exactly 0 or 1 (a badly overconfident base) carries no information
+    about how far out ``y`` fell: ``R`` cannot widen tails the base has cut off.
 
     Args:
         knots: ``x_k`` (c, K + 2), each row nondecreasing from 0 to 1.

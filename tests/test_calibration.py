@@ -215,3 +215,25 @@ def test_scale_fit_matches_numpy_hand_computation():
     y = pred.sample(1, gen(16))[0]
     z2 = ((y - pred.mean) ** 2 / pred.variance).numpy()
     assert Scale.fit(pred, y).factor.item() == pytest.approx(np.sqrt(z2.mean()), rel=1e-12)
+
+
+def test_field_surrogate_calibrates_per_cell_and_flags_shifted_fields(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1, 12, 10))
+    Y = np.concatenate([np.cumsum(X, axis=-1) / 4, X ** 2], axis=1)
+    cfg = Config.from_dict({
+        "model": {"backbone": "unet", "activation": "gelu", "unet": {"depth": 2, "width": 4}},
+        "train": {"members": 2, "epochs": 3, "batch_size": 8, "dtype": "float64",
+                  "val_fraction": 0.25}})
+    model = Surrogate(cfg).fit(X[:30], Y[:30]).calibrate(X[30:], Y[30:], "conformal")
+    assert np.asarray(model.extras["calibration.json"]["q"]["0.9"]).shape == (2, 12, 10)
+    model.save(tmp_path / "m")
+    loaded = Surrogate.load(tmp_path / "m")
+    pred = loaded.predict(X[30:])
+    lo, hi = pred.interval(0.9)
+    slack = 1e-9 * pred.stddev  # the largest score lies on the boundary, up to rounding
+    inside = (torch.as_tensor(Y[30:]) >= lo - slack) & (torch.as_tensor(Y[30:]) <= hi + slack)
+    assert bool(inside.all())  # n = 10: ceil(11 * 0.9) = 10, q is the largest score per cell
+    _, flag_in = loaded.ood(X[30:])
+    _, flag_out = loaded.ood(5.0 * X[30:] + 3.0)
+    assert flag_out.mean() > flag_in.mean() and flag_out.mean() == 1.0

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from choral.errors import ConfigError, DataError
+from choral.errors import ConfigError, DataError, ModelFileError
 from choral.predictive import Predictive
 
 __all__ = ["METHODS", "Conformal", "ConformalPredictive", "Isotonic", "Recalibrated", "Scale",
@@ -160,16 +160,13 @@ class Isotonic:
 
     @classmethod
     def fit(cls, pred: Predictive, y: Any, max_knots: int = 999) -> Isotonic:
-        u = _columns(pred.cdf(_targets(pred, y)))
+        u = torch.sort(_columns(pred.cdf(_targets(pred, y))), dim=1).values  # (c, N)
         k = min(u.shape[1], max_knots)
         p = torch.arange(1, k + 1, dtype=_F64) / (k + 1)
-        inner = torch.quantile(u, p, dim=1).T if u.shape[1] <= 2**24 else None
-        if inner is None:
-            raise DataError(f"isotonic calibration takes at most 2**24 values per output; got "
-                            f"{u.shape[1]}")
-        c = u.shape[0]
-        return cls(torch.cat([torch.zeros(c, 1, dtype=_F64), inner,
-                              torch.ones(c, 1, dtype=_F64)], dim=1))
+        inner = _interp(p.expand(len(u), k), torch.linspace(0, 1, u.shape[1], dtype=_F64)
+                        .expand_as(u), u)[0]  # empirical quantiles (c, k), linear between
+        zero, one = torch.zeros(len(u), 1, dtype=_F64), torch.ones(len(u), 1, dtype=_F64)
+        return cls(torch.cat([zero, inner, one], dim=1))
 
     def recalibrate(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``R(u)`` and ``R'(u)`` for PIT values ``u`` (n, c, *grid)."""
@@ -374,6 +371,10 @@ def calibrator_from_dict(d: dict[str, Any]):
     """Rebuild a calibrator from its ``to_dict`` (the content of ``calibration.json``)."""
     method = d.get("method") if isinstance(d, dict) else None
     if method not in METHODS:
-        raise DataError(f"calibration.json must name a method among {', '.join(METHODS)}; "
-                        f"got {method!r}")
-    return METHODS[method].from_dict(d)
+        raise ModelFileError(f"calibration.json must name a method among "
+                             f"{', '.join(METHODS)}; got {method!r}")
+    try:
+        return METHODS[method].from_dict(d)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"calibration.json is not a valid {method} calibration "
+                             f"({type(exc).__name__}: {exc})") from None

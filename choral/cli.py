@@ -173,7 +173,8 @@ def predict(model: ModelOpt, data: DataOpt,
     arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
               "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
     if "ood.json" in surrogate.extras:  # models saved before OOD detection have none
-        arrays["ood_score"], arrays["ood"] = surrogate.ood(X)
+        raw = None if "calibration.json" in surrogate.extras else pred
+        arrays["ood_score"], arrays["ood"] = surrogate.ood(X, raw)
     save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
 

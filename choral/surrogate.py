@@ -112,7 +112,10 @@ class Surrogate:
             raise ModelFileError("this model has no ood.json (saved before OOD detection "
                                  "existed): refit it")
         X, _ = check_arrays(X)
-        detector = OODDetector.from_dict(self.extras["ood.json"])
+        try:
+            detector = OODDetector.from_dict(self.extras["ood.json"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"ood.json is corrupted ({type(exc).__name__}: {exc})") from None
         return detector(pooled_features(self.x_norm.transform(X)), self._epistemic(X, pred))
 
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype, probe: Tensor | None) -> None:

@@ -18,7 +18,7 @@ from choral.calibration import (
     fit_calibrator,
 )
 from choral.config import Config
-from choral.errors import ConfigError, DataError
+from choral.errors import ConfigError, DataError, ModelFileError
 from choral.predictive import GaussianMixture
 from choral.simulators import simulate
 from choral.surrogate import Surrogate
@@ -206,8 +206,10 @@ def test_errors_name_what_is_wrong():
     with pytest.raises(DataError, match=r"fitted for outputs of shape \(2,\); this predictive "
                                         r"has \(1,\)"):
         cal.apply(mixture(10, 1, seed=14))
-    with pytest.raises(DataError, match="must name a method"):
+    with pytest.raises(ModelFileError, match="must name a method"):
         calibrator_from_dict({"method": "nope"})
+    with pytest.raises(ModelFileError, match="not a valid conformal calibration"):
+        calibrator_from_dict({"method": "conformal", "quantiles": []})
 
 
 def test_scale_fit_matches_numpy_hand_computation():

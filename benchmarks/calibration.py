@@ -13,9 +13,10 @@ its NLL and calibration error are the uncalibrated ones.
 
 ``ood``: a surrogate fitted on borehole inputs in the box; AUROC of its OOD score (and of the
 density and epistemic parts alone) for in-box test inputs against inputs pushed outside the box
-(each input moved out by ``--shift`` times the box width, on a random side), and the false-alarm
-rate on in-box inputs (target: alpha = 5%). ``ood-darcy``: the same for a small U-Net ensemble on
-neuraloperator's 16x16 Darcy fields against coefficient fields of another contrast. Prints one JSON object.
+(every input, or one input per row, mapped into a band ``--shift`` box widths wide just outside
+the box, on a random side), and the false-alarm rate on in-box inputs (target: alpha = 5%).
+``ood-darcy``: the same for a small U-Net ensemble on neuraloperator's 16x16 Darcy fields against
+coefficient fields of another contrast. Prints one JSON object.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def test_isotonic_makes_the_pit_of_a_miscalibrated_model_uniform():
 
 def test_recalibrated_quantile_inverts_cdf_and_density_is_its_derivative():
     pred, y = miscalibrated(600, 2, seed=7)
-    recal = Isotonic.fit(pred, y, max_knots=50).apply(pred)
+    recal = Isotonic.fit(pred, y, n_knots=50).apply(pred)
     p = torch.full(pred.shape, 0.3, dtype=F64)
     torch.testing.assert_close(recal.cdf(recal.quantile(p)), p, atol=1e-8, rtol=0)
     # d/dy R(F(y)) by central differences equals exp(log_prob) away from the knots

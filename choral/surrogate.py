@@ -75,6 +75,7 @@ class Surrogate:
                                            on_epoch)
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "backend": self.backend, **vars(history)}
+        self.extras.pop("calibration.json", None)  # fitted to the previous networks
         self._fit_ood(X, train_idx.numpy(), val_idx.numpy())
         return self
 
@@ -89,7 +90,7 @@ class Surrogate:
 
     def _epistemic(self, X: np.ndarray, pred: Predictive | None = None) -> np.ndarray:
         """Mean epistemic variance per sample (n,), in standardised target units."""
-        pred = pred or self.predict(X, calibrated=False)
+        pred = self.predict(X, calibrated=False) if pred is None else pred
         _, scale = self.y_norm.loc_scale(pred.epistemic.ndim)
         return (pred.epistemic / torch.as_tensor(scale) ** 2).flatten(1).mean(1).numpy()
 

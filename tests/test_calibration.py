@@ -194,6 +194,7 @@ def test_calibration_survives_surrogate_save_and_load(tmp_path):
     lo, hi = loaded.predict(Xc).interval(0.9)
     inside = ((torch.as_tensor(Yc) >= lo) & (torch.as_tensor(Yc) <= hi)).double().mean().item()
     assert inside >= 0.9  # on its own calibration set: at least ceil((n+1) 0.9) / n
+    assert "calibration.json" not in loaded.fit(X, Y).extras  # refitting drops it
 
 
 def test_errors_name_what_is_wrong():

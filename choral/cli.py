@@ -1,4 +1,4 @@
-"""The ``choral`` command line: simulate, fit, evaluate, predict, report, demo.
+"""The ``choral`` command line: simulate, fit, evaluate, predict, report, calibrate, demo.
 
 Every user error (bad data, bad config, damaged model directory) prints one message naming what is
 wrong and exits with code 2; nothing half-written is left behind.
@@ -167,13 +167,17 @@ def predict(model: ModelOpt, data: DataOpt,
             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
             x: XOpt = None) -> None:
-    """Write the predictive mean, std and central interval (arrays mean, std, lower, upper)."""
+    """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
+    calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood)."""
     surrogate = Surrogate.load(model)
     X, _ = _load_xy(surrogate, data, x, None, require_y=False)
     pred = surrogate.predict(X)
     lower, upper = pred.interval(level)
     arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
               "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
+    if "ood.json" in surrogate.extras:  # models saved before OOD detection have none
+        raw = None if "calibration.json" in surrogate.extras else pred
+        arrays["ood_score"], arrays["ood"] = surrogate.ood(X, raw)
     save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
 
@@ -235,6 +239,7 @@ patience = 20
 
 
 app.command("finetune")(finetune)
+import choral.cli_calibrate  # noqa: E402,F401  (registers the calibrate verb)
 
 
 def main() -> None:

@@ -173,7 +173,10 @@ def _parity(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
 
 def _pit(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
     idx = _pick(rng, y.numel(), MAX_RELIABILITY)
-    levels, observed = reliability(_take(p, idx, flat=True), y.reshape(-1)[idx])
+    if hasattr(p, "rebase"):  # calibrations are per output or per cell: no flat subset
+        levels, observed = reliability(p, y)
+    else:
+        levels, observed = reliability(_take(p, idx, flat=True), y.reshape(-1)[idx])
     fig = _figure(9, 4, left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.hist(p.cdf(y).numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.7)

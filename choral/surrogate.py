@@ -24,12 +24,14 @@ import torch
 from torch import Tensor
 
 from choral.backbones import build_backbone
+from choral.calibration import calibrator_from_dict, fit_calibrator
 from choral.config import Config
 from choral.data import check_arrays
 from choral.errors import DataError, ModelFileError
 from choral.heads import make_head
 from choral.members import choose_backend, init_members, member_forward, predict_members
 from choral.normalise import Standardiser
+from choral.ood import OODDetector, pooled_features
 from choral.predictive import Predictive
 from choral.storage import read_extras, read_model_dir, write_model_dir
 from choral.training import EpochCallback, History, train_members
@@ -74,7 +76,49 @@ class Surrogate:
                                            on_epoch)
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "backend": self.backend, **vars(history)}
+        self.extras.pop("calibration.json", None)  # fitted to the previous networks
+        self._fit_ood(X, train_idx.numpy(), val_idx.numpy())
         return self
+
+    def _fit_ood(self, X: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+        """Fit the OOD detector (``ood.json``): density of the training inputs, threshold on the
+        validation inputs (on the training inputs when there is no validation split)."""
+        val_idx = val_idx if len(val_idx) else train_idx
+        features = pooled_features(self.x_norm.transform(X))
+        detector = OODDetector.fit(features[train_idx], features[val_idx],
+                                   self._epistemic(X[val_idx]), seed=self.config.train.seed)
+        self.extras["ood.json"] = detector.to_dict()
+
+    def _epistemic(self, X: np.ndarray, pred: Predictive | None = None) -> np.ndarray:
+        """Mean epistemic variance per sample (n,), in standardised target units."""
+        pred = self.predict(X, calibrated=False) if pred is None else pred
+        _, scale = self.y_norm.loc_scale(pred.epistemic.ndim)
+        return (pred.epistemic / torch.as_tensor(scale) ** 2).flatten(1).mean(1).numpy()
+
+    def calibrate(self, X: Any, Y: Any, method: str = "conformal", **options: Any) -> Surrogate:
+        """Fit a post-hoc calibration (``scale``, ``isotonic`` or ``conformal``; see
+        :mod:`choral.calibration`) on held-out ``X``, ``Y``; stored as ``calibration.json`` and
+        applied by :meth:`predict` from then on. Returns ``self``."""
+        X, Y = check_arrays(X, Y)
+        pred = self.predict(X, calibrated=False)
+        if tuple(Y.shape) != tuple(pred.shape):
+            raise DataError(f"Y must have shape {tuple(pred.shape)} to match the model's outputs; "
+                            f"got {Y.shape}")
+        self.extras["calibration.json"] = fit_calibrator(method, pred, Y, **options).to_dict()
+        return self
+
+    def ood(self, X: Any, pred: Predictive | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """OOD scores (n,) and flags (n,) of inputs ``X`` (see :mod:`choral.ood`); ``pred``, the
+        uncalibrated predictive at ``X``, saves a second prediction when given."""
+        if "ood.json" not in self.extras:
+            raise ModelFileError("this model has no ood.json (saved before OOD detection "
+                                 "existed): refit it")
+        X, _ = check_arrays(X)
+        try:
+            detector = OODDetector.from_dict(self.extras["ood.json"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"ood.json is corrupted ({type(exc).__name__}: {exc})") from None
+        return detector(pooled_features(self.x_norm.transform(X)), self._epistemic(X, pred))
 
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype, probe: Tensor | None) -> None:
         self.head = make_head(self.config.model)
@@ -108,10 +152,11 @@ class Surrogate:
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, history
 
     # -- prediction ----------------------------------------------------------------------------
-    def predict(self, X: Any) -> Predictive:
+    def predict(self, X: Any, calibrated: bool = True) -> Predictive:
         """The mixture predictive at ``X`` (n, d) or (n, c_in, *grid), in original units.
 
-        Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...).
+        Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...). With a stored calibration
+        (:meth:`calibrate`) and ``calibrated=True`` it is the recalibrated predictive.
         """
         if self.params is None:
             raise DataError("this surrogate is not fitted yet: call fit(X, Y) or load(dir)")
@@ -124,7 +169,10 @@ class Surrogate:
         chunk = max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))  # rows x members
         out = predict_members(self._forward, self.params, Xs, chunk)
         loc, scale = self.y_norm.loc_scale(out.ndim - 1)
-        return self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
+        pred = self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
+        if calibrated and "calibration.json" in self.extras:
+            return calibrator_from_dict(self.extras["calibration.json"]).apply(pred)
+        return pred
 
     def with_params(self, params: dict[str, Tensor]) -> Surrogate:
         """A copy evaluating the networks ``params`` (s, ...) with this surrogate's config, network

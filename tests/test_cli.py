@@ -52,7 +52,7 @@ def test_simulate_fit_evaluate_predict(work):
     summary = json.loads(work["fit_stdout"])
     assert summary["members"] == 2 and summary["epochs_run"] <= 5
     assert sorted(p.name for p in work["model"].iterdir()) == [
-        "config.json", "metrics.json", "normaliser.json", "weights.safetensors"]
+        "config.json", "metrics.json", "normaliser.json", "ood.json", "weights.safetensors"]
     assert not [p for p in work["dir"].iterdir() if p.name.startswith(".")]  # no temp leftovers
 
     result = invoke("evaluate", "--model", work["model"], "--data", work["test"], "--json")
@@ -157,7 +157,7 @@ def test_fields_from_a_pt_dict_without_channel_axis_and_report(tmp_path):
 
 
 @pytest.mark.parametrize("verb", [None, "simulate", "fit", "evaluate", "predict", "report",
-                                  "demo"])
+                                  "calibrate", "demo"])
 def test_help(verb):
     result = runner.invoke(app, [*([verb] if verb else []), "--help"])
     assert result.exit_code == 0
@@ -262,9 +262,16 @@ def _wrong_features(d, model):
     return args, ["features", "(8,)", "(20, 5)"]
 
 
+def _unknown_calibration(d, model):
+    args = _copy_model(d, model)
+    return ["calibrate", *args[1:], "--method", "platt"], [
+        "--method must be one of scale, isotonic, conformal", "'platt'"]
+
+
 ERRORS = {f.__name__.lstrip("_"): f for f in (
     _nan, _mismatched_n, _wrong_ndim, _empty, _no_such_array, _zero_members, _missing_file,
-    _bracketed_name, _unknown_config_key, _missing_weights, _garbage_weights, _wrong_features)}
+    _bracketed_name, _unknown_config_key, _missing_weights, _garbage_weights, _wrong_features,
+    _unknown_calibration)}
 
 USAGE = {  # click-level usage errors: exit 2 with click's own message
     "missing_option": (["fit", "--out", "m"], "Missing option '--data'"),
@@ -398,3 +405,45 @@ def test_entry_point_evaluate_json_prints_one_object(runs):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and SCORES <= set(json.loads(lines[0]))
+
+
+# ----------------------------------------------------------------------------- calibrate, OOD
+@pytest.mark.parametrize("method", ["scale", "isotonic", "conformal"])
+def test_calibrate_round_trip(work, tmp_path, method):
+    model = tmp_path / "model"
+    shutil.copytree(work["model"], model)
+    result = invoke("calibrate", "--model", model, "--data", work["test"], "--method", method,
+                    "--json")
+    summary = json.loads(result.stdout)
+    assert summary["method"] == method and summary["samples"] == 60
+    saved = json.loads((model / "calibration.json").read_text())
+    assert saved["method"] == method
+    if method == "conformal":  # on its own calibration data: at least ceil(61 * 0.9) / 60
+        assert summary["after"]["coverage_90"] >= 55 / 60
+    # evaluate and predict now use the calibrated predictive
+    scores = json.loads(invoke("evaluate", "--model", model, "--data", work["test"],
+                               "--json").stdout)
+    assert scores["coverage_90"] == pytest.approx(summary["after"]["coverage_90"])
+    invoke("predict", "--model", model, "--data", work["test"], "--out", tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as z:
+        with np.load(work["test"]) as t:
+            inside = (t["Y"] >= z["lower"]) & (t["Y"] <= z["upper"])
+        assert inside.mean() == pytest.approx(summary["after"]["coverage_90"])
+    invoke("report", "--model", model, "--data", work["test"], "--out", tmp_path / "r")
+    assert (tmp_path / "r" / "pit.png").is_file()
+
+
+def test_predict_writes_ood_scores_and_flags(work, tmp_path):
+    lo = np.array([0.05, 100, 63070, 990, 63.1, 700, 1120, 9855])
+    hi = np.array([0.15, 50000, 115600, 1110, 116, 820, 1680, 12045])
+    with np.load(work["test"]) as t:
+        X = t["X"]
+    far = np.vstack([X, X + (hi - lo)])  # the second half is outside the box
+    np.savez(tmp_path / "x.npz", X=far)
+    invoke("predict", "--model", work["model"], "--data", tmp_path / "x.npz", "--out",
+           tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as z:
+        assert z["ood_score"].shape == (120,) and z["ood"].shape == (120,)
+        assert z["ood"][:60].mean() < 0.2 and z["ood"][60:].mean() > 0.8
+        assert z["ood_score"][60:].min() > np.median(z["ood_score"][:60])
+

@@ -43,7 +43,7 @@ def test_save_load_round_trip_gives_identical_predictions(fitted):
     assert torch.equal(a.member_variances, b.member_variances)
     assert loaded.config == model.config
     assert sorted(p.name for p in path.iterdir()) == [
-        "config.json", "metrics.json", "normaliser.json", "weights.safetensors"]
+        "config.json", "metrics.json", "normaliser.json", "ood.json", "weights.safetensors"]
 
 
 def test_same_seed_same_model_different_seed_different():

@@ -1,4 +1,5 @@
-"""The ``choral`` command line: simulate, fit, evaluate, predict, report, calibrate, demo.
+"""The ``choral`` command line: simulate, fit, evaluate, predict, report, calibrate, finetune,
+campaign, demo.
 
 Every user error (bad data, bad config, damaged model directory) prints one message naming what is
 wrong and exits with code 2; nothing half-written is left behind.

@@ -200,14 +200,7 @@ class Config(_Strict):
     @classmethod
     def from_toml(cls, path: str | Path) -> Config:
         """Read and validate a TOML file."""
-        path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"--config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"--config {path} is not valid TOML: {exc}") from None
-        return cls.from_dict(values)
+        return cls.from_dict(read_toml(path, "--config file"))
 
     def updated(self, **overrides: Any) -> Config:
         """A copy with dotted-key overrides applied, e.g. ``updated(**{"train.members": 8})``.
@@ -224,6 +217,17 @@ class Config(_Strict):
                 target = target[part]
             target[name] = value
         return Config.from_dict(values)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The tables of a TOML file; a missing or malformed file is a ConfigError naming ``what``."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -33,7 +33,6 @@ choral.errors.ConfigError: invalid campaign: unknown key 'budgte'
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from choral.config import Config, _describe
+from choral.config import Config, _describe, read_toml
 from choral.errors import ConfigError
 
 ACQUISITIONS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
@@ -135,14 +134,7 @@ class CampaignConfig(_Strict):
     @classmethod
     def from_toml(cls, path: str | Path) -> CampaignConfig:
         """Read and validate a campaign TOML file."""
-        path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"campaign file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"campaign file {path} is not valid TOML: {exc}") from None
-        return cls.from_dict(values)
+        return cls.from_dict(read_toml(path, "campaign file"))
 
     def surrogate_config(self) -> Config:
         """The ``[surrogate]`` table as a choral :class:`~choral.config.Config`."""

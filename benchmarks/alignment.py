@@ -27,9 +27,9 @@ def run_one(root: Path, name: str, k: int, hidden: list[int], epochs: int) -> di
 
     from choral.config import Config
     from choral.surrogate import Surrogate
-    from choral.weightspace.align import barrier, path_losses, weight_matching
+    from choral.weightspace.align import align, barrier, path_losses
     from choral.weightspace.params import member
-    from choral.weightspace.permutations import perm_spec, permute
+    from choral.weightspace.permutations import perm_spec
 
     torch.set_num_threads(1)
     X, y, _, _ = load_split(root, name, k)
@@ -39,7 +39,7 @@ def run_one(root: Path, name: str, k: int, hidden: list[int], epochs: int) -> di
     a, b = member(model.params, 0), member(model.params, 1)
     spec = perm_spec(model.template)
     start = time.perf_counter()
-    b_aligned = permute(b, spec, weight_matching(a, b, spec))
+    b_aligned = align(a, b, spec)
     match_seconds = time.perf_counter() - start
     Xs = torch.as_tensor(model.x_norm.transform(X))
     Ys = torch.as_tensor(model.y_norm.transform(y))

@@ -70,11 +70,13 @@ def fit_error(X, Y, seed, test) -> float:
     return test_error(ensemble(len(X), seed, val_fraction=0.1).fit(X, Y), *test)
 
 
-def al_curve(kind: str, X, Y, sim, sizes, seed, test, localise=True) -> list[float]:
-    """Errors at ``sizes`` when growing the design by ``select_batch(kind)`` batches."""
+def al_curve(kind: str, X, Y, first: Surrogate, sim, sizes, seed, test,
+             localise=True) -> list[float]:
+    """Errors at ``sizes`` when growing the design by ``select_batch(kind)`` batches;
+    ``first`` is the ensemble fitted on the initial ``X``, ``Y`` (shared by every curve)."""
     errors = []
     for i, n in enumerate(sizes):
-        sur = ensemble(len(X), seed, val_fraction=0.1).fit(X, Y)
+        sur = first if i == 0 else ensemble(len(X), seed, val_fraction=0.1).fit(X, Y)
         errors.append(test_error(sur, *test))
         if i + 1 < len(sizes):
             pool = sim.sample(2000, seed=1000 * seed + i)
@@ -96,12 +98,15 @@ def part_al(args) -> dict:
     test = (X_test, sim(X_test))
     runs = []
     for seed in range(args.seed0, args.seed0 + args.seeds):
-        lhs_err = [fit_error(X := lhs(n, sim.bounds, seed), sim(X), seed, test) for n in sizes]
-        X0 = lhs(sizes[0], sim.bounds, seed)
+        X0 = lhs(sizes[0], sim.bounds, seed)  # the first LHS design, shared by AL
+        Y0 = sim(X0)
+        first = ensemble(len(X0), seed, val_fraction=0.1).fit(X0, Y0)
+        lhs_err = [test_error(first, *test)] + [
+            fit_error(X := lhs(n, sim.bounds, seed), sim(X), seed, test) for n in sizes[1:]]
         run = {"seed": seed, "lhs": lhs_err}
         for name in ("ivr", "variance", "ivr_plain", "variance_plain"):
             kind, localise = name.split("_")[0], not name.endswith("_plain")
-            run[name] = al_curve(kind, X0, sim(X0), sim, sizes, seed, test, localise)
+            run[name] = al_curve(kind, X0, Y0, first, sim, sizes, seed, test, localise)
             run[f"{name}_needs"] = needed(sizes, run[name], lhs_err[-1])
         runs.append(run)
         print(json.dumps(run), flush=True)

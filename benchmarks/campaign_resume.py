@@ -59,28 +59,21 @@ def environment(log: Path, sleep: float) -> dict[str, str]:
 
 
 def table(workdir: Path) -> list:
-    led = Ledger(workdir / "ledger.db")
-    try:
-        return [(r.id, r.round, r.state, r.x.tolist(), None if r.y is None else r.y.tolist())
-                for r in led.runs()]
-    finally:
-        led.close()
+    with Ledger(workdir / "ledger.db") as led:
+        return led.table()
 
 
 def snapshot(workdir: Path) -> dict:
     """Ledger counts and done inputs right after a kill (nothing is recovered yet)."""
     if not (workdir / "ledger.db").is_file():
         return {"counts": None, "done": set()}
-    led = Ledger(workdir / "ledger.db")
-    try:
+    with Ledger(workdir / "ledger.db") as led:
         rows = led.db.execute("SELECT state, x FROM runs").fetchall()
         return {"counts": led.counts(), "done": {x for s, x in rows if s == "done"}}
-    finally:
-        led.close()
 
 
 def calls(log: Path) -> list[str]:
-    """The simulator's call log as canonical JSON inputs (a line torn by a kill is skipped)."""
+    """The simulator's call log as canonical JSON inputs (a line torn by a kill is None)."""
     out = []
     for line in log.read_text().splitlines():
         try:
@@ -101,11 +94,8 @@ def started(proc: subprocess.Popen, log: Path, before: int, limit: float = 60.0)
 
 
 def files_intact(workdir: Path) -> bool:
-    led = Ledger(workdir / "ledger.db")
-    try:
+    with Ledger(workdir / "ledger.db") as led:
         rows = led.db.execute("SELECT path, checksum FROM runs WHERE path IS NOT NULL").fetchall()
-    finally:
-        led.close()
     return all(sha256(workdir / p) == c for p, c in rows)
 
 

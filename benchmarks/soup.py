@@ -31,6 +31,7 @@ def run_one(root: Path, name: str, k: int, members: int, epochs: int) -> dict:
     from choral.config import Config
     from choral.metrics import nll
     from choral.surrogate import Surrogate
+    from choral.weightspace.params import average
 
     torch.set_num_threads(1)
     X, y, Xt, yt = load_split(root, name, k)
@@ -47,7 +48,7 @@ def run_one(root: Path, name: str, k: int, members: int, epochs: int) -> dict:
     def test_nll(params: dict) -> float:
         return nll(model.with_params(params).predict(Xt), yt)
 
-    uniform = {k_: v.mean(0, keepdim=True) for k_, v in parts.items()}
+    uniform = average(parts)
     return {"dataset": name, "split": k, "seconds": round(seconds, 1),
             "accepted": len(info["accepted"]),
             "val_nll": {"greedy": info["greedy_val_nll"], "uniform": info["uniform_val_nll"],

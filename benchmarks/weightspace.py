@@ -38,6 +38,7 @@ def run_method(X, y, Xt, yt, method: str, epochs: int, overrides: dict) -> dict:
     from choral.config import Config
     from choral.metrics import evaluate
     from choral.surrogate import Surrogate
+    from choral.weightspace.params import count
 
     members = 1 if method == "single" else 5
     cfg = Config().updated(**{"train.members": members, "model.hidden": [50],
@@ -51,7 +52,7 @@ def run_method(X, y, Xt, yt, method: str, epochs: int, overrides: dict) -> dict:
     predict_s = time.perf_counter() - start
     scores = evaluate(pred, yt)
     trained = len(model.metrics["best_epoch"])  # networks trained in the stacked run
-    networks = next(iter(model.params.values())).shape[0]
+    networks = count(model.params)
     return {"nll": scores["nll"], "crps": scores["crps"], "rmse": scores["rmse"],
             "coverage_90": scores["coverage_90"],
             "train_network_epochs": trained * model.metrics["epochs_run"],

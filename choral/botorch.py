@@ -48,6 +48,9 @@ def as_botorch_model(surrogate: Any) -> Any:
     if len(surrogate.x_shape) != 1 or len(surrogate.y_shape) != 1:
         raise DataError(f"surrogate must map vectors X (n, d) to Y (n, m); got x_shape "
                         f"{tuple(surrogate.x_shape)} and y_shape {tuple(surrogate.y_shape)}")
+    if surrogate.config.model.head != "gaussian":  # forward reads the Gaussian head's means
+        raise DataError(f"surrogate must have the Gaussian head (model.head = 'gaussian'); got "
+                        f"{surrogate.config.model.head!r}")
     return _classes()(surrogate)
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from choral.errors import ConfigError, DataError, ModelFileError
+from choral.metrics import check_targets
 from choral.predictive import Predictive
 
 __all__ = ["METHODS", "Conformal", "ConformalPredictive", "Isotonic", "Recalibrated", "Scale",
@@ -49,13 +50,8 @@ _EPS = 1e-12
 
 
 def _targets(pred: Predictive, y: Any) -> torch.Tensor:
-    """``y`` as float64 of exactly the predictive's shape (n, ...), or a DataError."""
-    y = torch.as_tensor(y.detach() if isinstance(y, torch.Tensor) else y, dtype=_F64)
-    if y.shape != pred.shape:
-        raise DataError(f"calibration targets y must have the predictive's shape "
-                        f"{tuple(pred.shape)} (n, ...); got {tuple(y.shape)}")
-    if not bool(torch.isfinite(y).all()):
-        raise DataError("calibration targets y must be finite; got NaN or inf values")
+    """``y`` as float64 of exactly the predictive's shape (n, ...) with n >= 2, or a DataError."""
+    y = check_targets(pred, y)
     if y.shape[0] < 2:
         raise DataError(f"calibration needs at least 2 samples; got {y.shape[0]}")
     return y
@@ -200,8 +196,8 @@ class Isotonic:
 class _Wrapped(Predictive):
     """A predictive that delegates everything to ``base``; subclasses override what changes."""
 
-    def __init__(self, base: Predictive) -> None:
-        self.base = base
+    def __init__(self, base: Predictive, calibrator: Any) -> None:
+        self.base, self.calibrator = base, calibrator
 
     def rebase(self, base: Predictive) -> _Wrapped:
         """The same calibration on another base predictive (e.g. a subset of its samples)."""
@@ -209,6 +205,11 @@ class _Wrapped(Predictive):
 
     def select(self, idx: Any, flat: bool = False) -> _Wrapped:
         return self.rebase(self.base.select(idx, flat))
+
+    def affine(self, loc: Any, scale: Any) -> _Wrapped:
+        """The same calibration on ``scale * Y + loc`` (``scale > 0``): PIT values and conformal
+        scores ``|y - mean| / std`` are unchanged by it."""
+        return self.rebase(self.base.affine(loc, scale))
 
     shape = property(lambda self: self.base.shape)
     mean = property(lambda self: self.base.mean)
@@ -254,10 +255,6 @@ class Recalibrated(_Wrapped):
 
     levels = 64
 
-    def __init__(self, base: Predictive, calibrator: Isotonic) -> None:
-        super().__init__(base)
-        self.calibrator = calibrator
-
     def cdf(self, y: Any) -> torch.Tensor:
         return self.calibrator.recalibrate(self.base.cdf(y))[0]
 
@@ -287,9 +284,6 @@ class Recalibrated(_Wrapped):
         """``k`` draws (k, n, ...) by inversion: ``quantile(U)``, ``U`` uniform."""
         u = torch.rand((k, *self.shape), generator=generator, dtype=_F64).clamp(_EPS, 1 - _EPS)
         return torch.stack([self.quantile(ui) for ui in u])
-
-    def affine(self, loc: Any, scale: Any) -> Recalibrated:
-        return Recalibrated(self.base.affine(loc, scale), self.calibrator)
 
 
 def _level_key(level: float) -> str:
@@ -348,10 +342,6 @@ class ConformalPredictive(_Wrapped):
     DataError naming them): conformal prediction calibrates intervals, not densities.
     """
 
-    def __init__(self, base: Predictive, calibrator: Conformal) -> None:
-        super().__init__(base)
-        self.calibrator = calibrator
-
     def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.calibrator.q
         found = [v for k, v in q.items() if abs(k - level) < 1e-9]
@@ -360,10 +350,6 @@ class ConformalPredictive(_Wrapped):
                             f"{sorted(q)} (refit with levels=...)")
         half = found[0] * self.base.stddev
         return self.base.mean - half, self.base.mean + half
-
-    def affine(self, loc: Any, scale: Any) -> ConformalPredictive:
-        """Scores ``|y - mean| / std`` are unchanged by ``scale * Y + loc`` (``scale > 0``)."""
-        return ConformalPredictive(self.base.affine(loc, scale), self.calibrator)
 
 
 METHODS = {c.method: c for c in (Scale, Isotonic, Conformal)}

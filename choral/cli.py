@@ -172,12 +172,12 @@ def predict(model: ModelOpt, data: DataOpt,
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood)."""
     surrogate = Surrogate.load(model)
     X, _ = _load_xy(surrogate, data, x, None, require_y=False)
-    pred = surrogate.predict(X)
+    raw = surrogate.predict(X, calibrated=False)  # one prediction serves both: OOD uses it raw
+    pred = surrogate.apply_calibration(raw)
     lower, upper = pred.interval(level)
     arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
               "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
     if "ood.json" in surrogate.extras:  # models saved before OOD detection have none
-        raw = None if "calibration.json" in surrogate.extras else pred
         arrays["ood_score"], arrays["ood"] = surrogate.ood(X, raw)
     save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")

@@ -39,9 +39,10 @@ def calibrate(model: ModelOpt, data: DataOpt,
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     surrogate = Surrogate.load(model)
     X, Y = _load_xy(surrogate, data, x, y, require_y=True)
-    before = _summary(surrogate.predict(X, calibrated=False), Y)
-    surrogate.calibrate(X, Y, method)
-    after = _summary(surrogate.predict(X), Y)
+    raw = surrogate.predict(X, calibrated=False)
+    before = _summary(raw, Y)
+    surrogate.calibrate(X, Y, method, pred=raw)
+    after = _summary(surrogate.apply_calibration(raw), Y)
     update_model_file(model, "calibration.json", surrogate.extras["calibration.json"])
     result = {"model": str(model), "method": method, "samples": len(X), "before": before,
               "after": after}

@@ -239,4 +239,3 @@ def _describe(exc: ValidationError) -> str:
         else:
             parts.append(f"{key} = {err.get('input')!r}: {err['msg']}")
     return "; ".join(parts)
-

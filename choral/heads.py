@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.nn import functional
 
 from choral.config import ModelConfig
-from choral.predictive import GaussianMixture, Predictive
+from choral.predictive import GaussianMixture, Predictive, _pinball
 from choral.quantiles import QuantilePredictive, level_grid
 
 
@@ -145,8 +145,7 @@ class QuantileHead(Head):
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
         q = self.quantiles(out)
         tau = self.levels.to(q.dtype).reshape((-1,) + (1,) * (q.ndim - 3))
-        diff = y.unsqueeze(2) - q
-        return torch.maximum(tau * diff, (tau - 1) * diff).flatten(1).mean(1)
+        return _pinball(y.unsqueeze(2) - q, tau).flatten(1).mean(1)
 
     def predictive(self, out: Tensor) -> QuantilePredictive:
         return QuantilePredictive(self.levels, self.quantiles(out.double()).movedim(2, -1),

@@ -108,6 +108,18 @@ class Predictive:
                             f"(n, ...); got {tuple(y.shape)}")
         return y
 
+    def _loc_scale(self, loc: Any, scale: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validated ``loc`` and ``scale > 0`` of :meth:`affine`, broadcastable to (n, ...)."""
+        loc, scale = self._y(loc, "loc"), self._y(scale, "scale")
+        if not bool((scale > 0).all()):
+            raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
+        return loc, scale
+
+    @staticmethod
+    def _check_draws(k: Any) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise DataError(f"k must be a positive integer number of draws; got {k!r}")
+
     def _p(self, p: Any) -> torch.Tensor:
         p = self._y(p, "p")
         if not bool(((p > 0) & (p < 1)).all()):
@@ -152,8 +164,13 @@ class Predictive:
         total = torch.zeros(self.shape, dtype=_F64)
         for tau in (torch.arange(levels, dtype=_F64) + 0.5) / levels:
             diff = y - self.quantile(float(tau))
-            total += torch.maximum(tau * diff, (tau - 1) * diff)
+            total += _pinball(diff, tau)
         return 2.0 * total / levels
+
+
+def _pinball(diff: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """The pinball (quantile) loss at level ``tau`` of residuals ``diff = y - q``."""
+    return torch.maximum(tau * diff, (tau - 1) * diff)
 
 
 def _bisect(cdf, p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -359,8 +376,7 @@ class GaussianMixture(Predictive):
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``k`` independent draws (k, n, ...): a member picked by weight, then its Gaussian."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise DataError(f"k must be a positive integer number of draws; got {k!r}")
+        self._check_draws(k)
         s, size = self.num_components, self.shape.numel()
         if self._weights.ndim == 1:
             idx = torch.multinomial(self._weights, k * size, replacement=True,
@@ -394,9 +410,7 @@ class GaussianMixture(Predictive):
             >>> mix.mean.tolist(), mix.variance.tolist()
             ([[4.0]], [[18.0]])
         """
-        loc, scale = self._y(loc, "loc"), self._y(scale, "scale")
-        if not bool((scale > 0).all()):
-            raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
+        loc, scale = self._loc_scale(loc, scale)
         return GaussianMixture(self._means * scale + loc, self._vars * scale**2, self._weights,
                                members=self._members)
 

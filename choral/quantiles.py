@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from choral.errors import DataError
-from choral.predictive import Predictive, _bisect, _tensor
+from choral.predictive import Predictive, _bisect, _pinball, _tensor
 
 __all__ = ["QuantilePredictive", "level_grid"]
 
@@ -274,13 +274,12 @@ class QuantilePredictive(Predictive):
         for i in range(0, levels, step):
             tau = taus[i:i + step]
             diff = y - self._quantile(tau.expand(-1, *self.shape))
-            total += torch.maximum(tau * diff, (tau - 1) * diff).sum(0)
+            total += _pinball(diff, tau).sum(0)
         return 2.0 * total / levels
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``k`` independent draws (k, n, ...): (a uniformly chosen member's) inverse CDF."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise DataError(f"k must be a positive integer number of draws; got {k!r}")
+        self._check_draws(k)
         u = torch.rand((k, *self.shape), generator=generator, dtype=torch.float64)
         u = u.clamp(1e-300, 1 - 1e-16)
         if not self._mixed:
@@ -292,9 +291,7 @@ class QuantilePredictive(Predictive):
 
     def affine(self, loc: Any, scale: Any) -> QuantilePredictive:
         """The distribution of ``scale * Y + loc`` (``scale > 0``, broadcastable to (n, ...))."""
-        loc, scale = self._y(loc, "loc"), self._y(scale, "scale")
-        if not bool((scale > 0).all()):
-            raise DataError(f"scale must be > 0; got minimum {scale.min().item():.6g}")
+        loc, scale = self._loc_scale(loc, scale)
         return QuantilePredictive(self.levels, self._mq * scale[..., None] + loc[..., None],
                                   self.combine)
 

@@ -77,7 +77,7 @@ def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: GaussianMixtur
     out, rng = Path(out_dir), np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)
     figures = [_parity(y, predictive, rng)] if y.ndim == 2 else [
-        _example(i, x[i].numpy(), y[i], _take(predictive, [i]))
+        _example(i, x[i].numpy(), y[i], predictive.select([i]))
         for i in range(min(n_examples, y.shape[0]))]
     figures += [_pit(y, predictive, rng), _error_vs_std(y, predictive, rng)]
     for fig, name, _, _ in figures:
@@ -95,11 +95,6 @@ def _array(a: Any, name: str) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f"{name} must be a numeric array; got {type(a).__name__}") from exc
-
-
-def _take(p: GaussianMixture, idx: Any, flat: bool = False) -> GaussianMixture:
-    """The mixture over samples ``idx`` along n, or (``flat``) over flat target values (k,)."""
-    return p.select(idx, flat)
 
 
 def _pick(rng: np.random.Generator, size: int, k: int) -> torch.Tensor:
@@ -157,7 +152,7 @@ def _example(i: int, x: np.ndarray, y: torch.Tensor, p: GaussianMixture):
 
 
 def _parity(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
-    sub = _take(p, idx := _pick(rng, y.shape[0], MAX_PARITY))
+    sub = p.select(idx := _pick(rng, y.shape[0], MAX_PARITY))
     lower, upper = (t.numpy() for t in sub.interval(0.9))
     mean, target, k = sub.mean.numpy(), y[idx].numpy(), min(y.shape[1], 4)
     fig = _figure(4 * k, 4, left=0.16 / k, right=1 - 0.03 / k, bottom=0.12, wspace=0.35)
@@ -176,7 +171,7 @@ def _pit(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
     if hasattr(p, "rebase"):  # calibrations are per output or per cell: no flat subset
         levels, observed = reliability(p, y)
     else:
-        levels, observed = reliability(_take(p, idx, flat=True), y.reshape(-1)[idx])
+        levels, observed = reliability(p.select(idx, flat=True), y.reshape(-1)[idx])
     fig = _figure(9, 4, left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.hist(p.cdf(y).numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.7)

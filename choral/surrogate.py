@@ -65,7 +65,8 @@ class Surrogate:
         self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
         self.x_shape, self.y_shape = X.shape[1:], Y.shape[1:]
         dtype = getattr(torch, cfg.train.dtype)
-        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=dtype)
+        Z = self.x_norm.transform(X)
+        Xs = torch.as_tensor(Z, dtype=dtype)
         Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         train_idx, val_idx = _split(len(Xs), cfg.train.val_fraction, split_seed)
@@ -77,14 +78,16 @@ class Surrogate:
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "backend": self.backend, **vars(history)}
         self.extras.pop("calibration.json", None)  # fitted to the previous networks
-        self._fit_ood(X, train_idx.numpy(), val_idx.numpy())
+        self._fit_ood(X, Z, train_idx.numpy(), val_idx.numpy())
         return self
 
-    def _fit_ood(self, X: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
-        """Fit the OOD detector (``ood.json``): density of the training inputs, threshold on the
-        validation inputs (on the training inputs when there is no validation split)."""
+    def _fit_ood(self, X: np.ndarray, Z: np.ndarray, train_idx: np.ndarray,
+                 val_idx: np.ndarray) -> None:
+        """Fit the OOD detector (``ood.json``) from inputs ``X`` and their standardised ``Z``:
+        density of the training inputs, threshold on the validation inputs (on the training
+        inputs when there is no validation split)."""
         val_idx = val_idx if len(val_idx) else train_idx
-        features = pooled_features(self.x_norm.transform(X))
+        features = pooled_features(Z)
         detector = OODDetector.fit(features[train_idx], features[val_idx],
                                    self._epistemic(X[val_idx]), seed=self.config.train.seed)
         self.extras["ood.json"] = detector.to_dict()
@@ -95,15 +98,14 @@ class Surrogate:
         _, scale = self.y_norm.loc_scale(pred.epistemic.ndim)
         return (pred.epistemic / torch.as_tensor(scale) ** 2).flatten(1).mean(1).numpy()
 
-    def calibrate(self, X: Any, Y: Any, method: str = "conformal", **options: Any) -> Surrogate:
+    def calibrate(self, X: Any, Y: Any, method: str = "conformal", *,
+                  pred: Predictive | None = None, **options: Any) -> Surrogate:
         """Fit a post-hoc calibration (``scale``, ``isotonic`` or ``conformal``; see
         :mod:`choral.calibration`) on held-out ``X``, ``Y``; stored as ``calibration.json`` and
-        applied by :meth:`predict` from then on. Returns ``self``."""
+        applied by :meth:`predict` from then on. ``pred``, the uncalibrated predictive at ``X``,
+        saves a second prediction when given. Returns ``self``."""
         X, Y = check_arrays(X, Y)
-        pred = self.predict(X, calibrated=False)
-        if tuple(Y.shape) != tuple(pred.shape):
-            raise DataError(f"Y must have shape {tuple(pred.shape)} to match the model's outputs; "
-                            f"got {Y.shape}")
+        pred = self.predict(X, calibrated=False) if pred is None else pred
         self.extras["calibration.json"] = fit_calibrator(method, pred, Y, **options).to_dict()
         return self
 
@@ -170,9 +172,14 @@ class Surrogate:
         out = predict_members(self._forward, self.params, Xs, chunk)
         loc, scale = self.y_norm.loc_scale(out.ndim - 1)
         pred = self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
-        if calibrated and "calibration.json" in self.extras:
-            return calibrator_from_dict(self.extras["calibration.json"]).apply(pred)
-        return pred
+        return self.apply_calibration(pred) if calibrated else pred
+
+    def apply_calibration(self, pred: Predictive) -> Predictive:
+        """The uncalibrated predictive ``pred`` (``predict(X, calibrated=False)``) with the
+        stored calibration applied; ``pred`` itself when the model has none."""
+        if "calibration.json" not in self.extras:
+            return pred
+        return calibrator_from_dict(self.extras["calibration.json"]).apply(pred)
 
     def with_params(self, params: dict[str, Tensor]) -> Surrogate:
         """A copy evaluating the networks ``params`` (s, ...) with this surrogate's config, network
@@ -210,8 +217,9 @@ class Surrogate:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(path) / 'config.json'} or normaliser.json is not a "
                                  f"choral model file (bad or missing {exc})") from None
-        s = next(iter(weights.values())).shape[0] if weights else self.config.train.members
-        dtype = next(iter(weights.values())).dtype if weights else torch.float32
+        first = next(iter(weights.values()), None)
+        s = self.config.train.members if first is None else first.shape[0]
+        dtype = torch.float32 if first is None else first.dtype
         self._build(np.zeros(s, dtype=np.uint32), dtype, probe=None)
         self.backend = config.get("backend", self.backend)
         self._forward = member_forward(self.template, self.backend)

@@ -36,6 +36,14 @@ def random_mixture(s=4, n=6, m=1, seed=0):
                            g.dirichlet(np.ones(s)))
 
 
+def random_members(s, n, seed):
+    """Members (s, n, 1) with normal means, variances in [0.1, 1.1) and equal weights."""
+    g = torch.Generator().manual_seed(seed)
+    return Members(torch.randn(s, n, 1, generator=g, dtype=F64),
+                   torch.rand(s, n, 1, generator=g, dtype=F64) + 0.1,
+                   torch.full((s,), 1.0 / s, dtype=F64))
+
+
 @pytest.mark.parametrize("maximize", [True, False])
 @pytest.mark.parametrize(("mu", "sd", "best"), [(0.3, 1.2, 0.0), (-2.0, 0.5, 1.0), (4.0, 2.0, 1.5)])
 def test_gaussian_ei_matches_numerical_integral(mu, sd, best, maximize):
@@ -81,11 +89,7 @@ def test_ucb_lcb_variance_epistemic_are_the_predictive_summaries():
 
 
 def test_condition_is_the_kalman_posterior_covariance():
-    g = torch.Generator().manual_seed(0)
-    s, n = 30, 7
-    m = Members(torch.randn(s, n, 1, generator=g, dtype=F64),
-                torch.rand(s, n, 1, generator=g, dtype=F64) + 0.1,
-                torch.full((s,), 1.0 / s, dtype=F64))
+    m = random_members(30, 7, seed=0)
 
     def cov(members):
         d = (members.means - members.mean)[..., 0]
@@ -172,11 +176,7 @@ def test_errors_name_the_argument():
 
 
 def test_tapered_update_is_exact_at_the_pick_and_leaves_far_points_alone():
-    g = torch.Generator().manual_seed(1)
-    s, n = 8, 5
-    m = Members(torch.randn(s, n, 1, generator=g, dtype=F64),
-                torch.rand(s, n, 1, generator=g, dtype=F64) + 0.1,
-                torch.full((s,), 1.0 / s, dtype=F64))
+    m = random_members(8, 5, seed=1)
     taper = t([1.0, 0.5, 0.0, 0.0, 1.0])
     plain, local = condition(m, 0), condition(m, 0, taper)
     assert torch.allclose(local.epistemic[[0, 4]], plain.epistemic[[0, 4]])

@@ -57,8 +57,7 @@ def test_conformal_coverage_is_at_least_nominal_over_many_exchangeable_splits():
     torch.manual_seed(0)
     n_cal, n_test, runs = 100, 1000, 400
     pred, y = miscalibrated(n_cal + n_test, runs, seed=1)
-    cal_pred = GaussianMixture(pred.member_means[:, :n_cal], pred.member_variances[:, :n_cal])
-    test_pred = GaussianMixture(pred.member_means[:, n_cal:], pred.member_variances[:, n_cal:])
+    cal_pred, test_pred = pred.select(slice(None, n_cal)), pred.select(slice(n_cal, None))
     conf = Conformal.fit(cal_pred, y[:n_cal], levels=(0.5, 0.9))
     out = conf.apply(test_pred)
     for level in (0.5, 0.9):
@@ -109,8 +108,7 @@ def test_conformal_changes_intervals_only_and_names_missing_levels():
 # ------------------------------------------------------------------------------------ isotonic
 def test_isotonic_makes_the_pit_of_a_miscalibrated_model_uniform():
     pred, y = miscalibrated(4000, 1, seed=6)
-    cal_pred = GaussianMixture(pred.member_means[:, :2000], pred.member_variances[:, :2000])
-    test_pred = GaussianMixture(pred.member_means[:, 2000:], pred.member_variances[:, 2000:])
+    cal_pred, test_pred = pred.select(slice(None, 2000)), pred.select(slice(2000, None))
     y_cal, y_test = y[:2000], y[2000:]
     before = stats.kstest(test_pred.cdf(y_test).reshape(-1).numpy(), "uniform").pvalue
     assert before < 1e-10  # biased, overconfident and skewed: clearly not uniform

@@ -34,7 +34,6 @@ train = {{ members = 2, epochs = 20 }}
 
 SCRIPT = """import sys
 import numpy as np
-import pytest
 x = np.loadtxt(sys.argv[1])
 if x[0] > 0.9:
     sys.exit("too hot")

@@ -20,12 +20,8 @@ def simulator(X):
 
 
 def table(workdir):
-    led = Ledger(workdir / "ledger.db")
-    try:
-        return [(r.id, r.round, r.state, r.x.tolist(), None if r.y is None else r.y.tolist(),
-                 r.error) for r in led.runs()]
-    finally:
-        led.close()
+    with Ledger(workdir / "ledger.db") as led:
+        return led.table()
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,9 @@ class Crash(BaseException):
 
 
 def table(workdir):
-    """The ledger as comparable rows: (id, round, state, x, y)."""
-    led = Ledger(workdir / "ledger.db")
-    try:
-        return [(r.id, r.round, r.state, r.x.tolist(), None if r.y is None else r.y.tolist())
-                for r in led.runs()]
-    finally:
-        led.close()
+    """The ledger as comparable rows: (id, round, state, x, y, error)."""
+    with Ledger(workdir / "ledger.db") as led:
+        return led.table()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,7 @@ def test_reference_spends_the_budget_in_rounds(reference):
     assert summary["rounds"] == 3 and summary["stop"] == "budget of 11 runs spent"
     rows = table(d)
     assert [r[1] for r in rows] == [0] * 5 + [1] * 3 + [2] * 3
-    for _, _, _, x, y in rows:  # every output is the simulator's at its input
+    for _, _, _, x, y, _ in rows:  # every output is the simulator's at its input
         np.testing.assert_allclose(y, wide(np.array([x]))[0])
     X = np.array([r[3] for r in rows])
     assert len(np.unique(X, axis=0)) == len(X)  # batch points (and all points) are distinct

@@ -25,13 +25,27 @@ def _pred(s=3, n=4, seed=0):
     return QuantilePredictive(TAUS, loc + scale * stats.norm.ppf(TAUS.numpy()))
 
 
+def _at(fn, shape, i, x):
+    """``fn(y)[i, 0]`` as a float for ``y`` of ``shape``, zero except ``y[i, 0] = x``."""
+    y = torch.zeros(shape, dtype=torch.float64)
+    y[i, 0] = x
+    return fn(y)[i, 0].item()
+
+
+def _density(pred, i):
+    """The density of sample ``i`` (output 0) as a function of a float."""
+    return lambda x: np.exp(_at(pred.log_prob, pred.shape, i, x))
+
+
+def _crps_integrand(pred, y, i):
+    """``(F(x) - 1{x >= y_i})^2`` of sample ``i`` (output 0): its integral is the CRPS."""
+    return lambda x: (_at(pred.cdf, pred.shape, i, x) - float(x >= y[i, 0].item())) ** 2
+
+
 def test_density_integrates_to_one_and_is_the_cdf_derivative():
     pred = _pred()
     for i in range(4):
-        def dens(x, i=i):
-            y = torch.zeros(pred.shape, dtype=torch.float64)
-            y[i, 0] = x
-            return pred.log_prob(y)[i, 0].exp().item()
+        dens = _density(pred, i)
         knots = pred.quantiles[i, 0].tolist()
         mass = _quad(dens, knots)
         inner = sum(integrate.quad(dens, a, b)[0] for a, b in zip(knots, knots[1:], strict=False))
@@ -61,13 +75,10 @@ def test_quantile_inverts_the_cdf_and_hits_the_knots():
 def test_moments_against_quadrature():
     pred = _pred(s=1, n=2, seed=2)
     for i in range(2):
-        def dens(x, i=i):
-            y = torch.zeros(pred.shape, dtype=torch.float64)
-            y[i, 0] = x
-            return pred.log_prob(y)[i, 0].exp().item()
+        dens = _density(pred, i)
         knots = pred.quantiles[i, 0].tolist()
-        m1 = _quad(lambda x: x * dens(x), knots)
-        m2 = _quad(lambda x, m1=m1: (x - m1) ** 2 * dens(x), knots)
+        m1 = _quad(lambda x, dens=dens: x * dens(x), knots)
+        m2 = _quad(lambda x, dens=dens, m1=m1: (x - m1) ** 2 * dens(x), knots)
         assert pred.mean[i, 0].item() == pytest.approx(m1, abs=1e-9)
         assert pred.variance[i, 0].item() == pytest.approx(m2, rel=1e-8)
         assert knots == sorted(knots)
@@ -84,11 +95,8 @@ def test_crps_against_cdf_quadrature():
     y = torch.tensor([[-0.5], [0.3], [4.0]], dtype=torch.float64)
     got = pred.crps(y, levels=999)
     for i in range(3):
-        def sq(x, i=i):
-            v = torch.zeros(pred.shape, dtype=torch.float64)
-            v[i, 0] = x
-            return (pred.cdf(v)[i, 0].item() - float(x >= y[i, 0].item())) ** 2
-        ref = _quad(sq, sorted([*pred.quantiles[i, 0].tolist(), y[i, 0].item()]))
+        knots = sorted([*pred.quantiles[i, 0].tolist(), y[i, 0].item()])
+        ref = _quad(_crps_integrand(pred, y, i), knots)
         assert got[i, 0].item() == pytest.approx(ref, rel=2e-3)
 
 
@@ -163,9 +171,6 @@ def test_vectorised_crps_equals_the_generic_one():
                                    rtol=1e-9, atol=1e-12)
     mix = QuantilePredictive(TAUS, pred.member_quantiles, combine="mixture")
     for i in range(3):
-        def sq(x, i=i):
-            v = torch.zeros(mix.shape, dtype=torch.float64)
-            v[i, 0] = x
-            return (mix.cdf(v)[i, 0].item() - float(x >= y[i, 0].item())) ** 2
         knots = sorted([*mix.member_quantiles[:, i, 0].ravel().tolist(), y[i, 0].item()])
-        assert mix.crps(y, levels=999)[i, 0].item() == pytest.approx(_quad(sq, knots), rel=2e-3)
+        ref = _quad(_crps_integrand(mix, y, i), knots)
+        assert mix.crps(y, levels=999)[i, 0].item() == pytest.approx(ref, rel=2e-3)

@@ -117,12 +117,13 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
     X = _rows(candidates, "candidates")
     n, k = len(X), _check_k(k, len(X))
     m = members_of(_predict(predictive_fn, X, "candidates"), objective, seed=seed)
+    points = X
     if kind == "ivr" and reference is not None:  # condition candidates and reference together
         R = _rows(reference, "reference")
         r = members_of(_predict(predictive_fn, R, "reference"), objective, seed=seed + 1)
         m = Members(torch.cat([m.means, r.means], 1), torch.cat([m.variances, r.variances], 1),
                     m.weights)
-    points = np.concatenate([X, R]) if kind == "ivr" and reference is not None else X
+        points = np.concatenate([X, R])
     tapers = _Tapers(points) if localise else None
     if kind in ("ei", "logei") and best is None:
         best = default_best(_columns(m, 0, n), maximize)
@@ -154,8 +155,8 @@ class _Tapers:
 
     def __init__(self, points: np.ndarray) -> None:
         z = points.reshape(len(points), -1)
-        z = torch.as_tensor((z - z.mean(0)) / np.where(z.std(0) > 0, z.std(0), 1.0))
-        self.z = z
+        sd = z.std(0)
+        self.z = z = torch.as_tensor((z - z.mean(0)) / np.where(sd > 0, sd, 1.0))
         sub = z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))[:500]]
         self.length = max(0.5 * float(torch.cdist(sub, sub).median()), 1e-12)
 

@@ -40,11 +40,15 @@ def _u(mean: Tensor, std: Tensor, best: float | Tensor, maximize: bool) -> Tenso
     return (mean - best) / std if maximize else (best - mean) / std
 
 
+def _log_phi(u: Tensor) -> Tensor:
+    """Log of the standard normal density at ``u``."""
+    return -0.5 * u * u - _LOG_SQRT_2PI
+
+
 def gaussian_ei(mean: Tensor, std: Tensor, best: float | Tensor, maximize: bool = False) -> Tensor:
     """Expected improvement over ``best`` of ``N(mean, std^2)``; shape of the broadcast inputs."""
     u = _u(mean, std, best, maximize)
-    phi = torch.exp(-0.5 * u * u - _LOG_SQRT_2PI)
-    return std * (phi + u * torch.special.ndtr(u))
+    return std * (torch.exp(_log_phi(u)) + u * torch.special.ndtr(u))
 
 
 def log_h(u: Tensor) -> Tensor:
@@ -54,9 +58,9 @@ def log_h(u: Tensor) -> Tensor:
     >>> round(log_h(torch.tensor(-1.0, dtype=torch.float64)).item(), 9)  # log(phi(-1) - Phi(-1))
     -2.485121026
     """
-    log_phi = -0.5 * u * u - _LOG_SQRT_2PI
+    log_phi = _log_phi(u)
     up = u.clamp_min(-1.0)
-    direct = torch.log(torch.exp(-0.5 * up * up - _LOG_SQRT_2PI) + up * torch.special.ndtr(up))
+    direct = torch.log(torch.exp(_log_phi(up)) + up * torch.special.ndtr(up))
     a = (-u).clamp(1.0, -_TAIL)
     mid = log_phi + torch.log1p(-a * math.sqrt(math.pi / 2) * torch.special.erfcx(a / math.sqrt(2)))
     tail = log_phi - 2.0 * torch.log((-u).clamp_min(1.0))

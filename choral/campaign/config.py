@@ -34,7 +34,7 @@ choral.errors.ConfigError: invalid campaign: unknown key 'budgte'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -50,6 +50,9 @@ from pydantic import (
 
 from choral.config import Config, _describe, read_toml
 from choral.errors import ConfigError
+
+if TYPE_CHECKING:
+    from choral.simulators import Simulator
 
 ACQUISITIONS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
 
@@ -84,6 +87,15 @@ class SimulatorConfig(_Strict):
         if len(given) > 1:
             raise ValueError(f"give one of builtin, function, command; got {', '.join(given)}")
         return self
+
+    def builtin_simulator(self) -> Simulator:
+        """The choral vector simulator ``builtin`` names; an unknown name is a ConfigError."""
+        from choral.simulators import SIMULATORS
+
+        if self.builtin not in SIMULATORS:
+            raise ConfigError(f"simulator.builtin = {self.builtin!r}: expected one of "
+                              f"{', '.join(sorted(SIMULATORS))} (vector simulators)")
+        return SIMULATORS[self.builtin]
 
 
 class StopConfig(_Strict):
@@ -147,9 +159,4 @@ class CampaignConfig(_Strict):
         """The input box, (d, 2): ``bounds`` or the built-in simulator's."""
         if self.bounds is not None:
             return np.asarray(self.bounds, dtype=np.float64)
-        from choral.simulators import SIMULATORS
-
-        if self.simulator.builtin not in SIMULATORS:
-            raise ConfigError(f"simulator.builtin = {self.simulator.builtin!r}: expected one of "
-                              f"{', '.join(sorted(SIMULATORS))} (vector simulators)")
-        return np.asarray(SIMULATORS[self.simulator.builtin].bounds, dtype=np.float64)
+        return np.asarray(self.simulator.builtin_simulator().bounds, dtype=np.float64)

@@ -19,12 +19,9 @@ from choral.campaign.status import open_ledger
 
 def export_h5(workdir: str | Path, out: str | Path) -> dict[str, int]:
     """Write ``out`` from the ledger in ``workdir``; returns {done, failed} counts written."""
-    ledger = open_ledger(workdir)
-    try:
+    with open_ledger(workdir) as ledger:
         done, failed = ledger.runs("done"), ledger.runs("failed")
         config = ledger.meta("config")
-    finally:
-        ledger.close()
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:

@@ -90,6 +90,12 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
     # -- campaign metadata ---------------------------------------------------------------------
     def bind(self, key: str, value: dict[str, Any]) -> None:
         """Store ``value`` under ``key`` once; a different value later is a CampaignError."""
@@ -195,6 +201,11 @@ class Ledger:
             raise CampaignError(f"output of run {run_id} ({path}) is missing or fails its "
                                 "checksum; run the campaign again to recover it")
         return np.load(self.path.parent / path, allow_pickle=False)
+
+    def table(self) -> list[tuple]:
+        """Every run as plain values that compare with ``==``: (id, round, state, x, y, error)."""
+        return [(r.id, r.round, r.state, r.x.tolist(), None if r.y is None else r.y.tolist(),
+                 r.error) for r in self.runs()]
 
     def counts(self) -> dict[str, int]:
         """Runs per state."""

@@ -58,13 +58,12 @@ class LocalBackend:
 class RayBackend:
     """Simulator runs as Ray tasks, at most ``max_concurrency`` at a time; fits as a Ray task.
 
-    Connects to ``address`` (a running cluster) or starts a local runtime with ``num_cpus``.
+    Connects to ``address`` (a running cluster) or starts a local runtime.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, max_concurrency: int = 2,
-                 num_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = None, max_concurrency: int = 2) -> None:
         try:
             import ray
         except ImportError:
@@ -74,8 +73,7 @@ class RayBackend:
         self.ray, self.max_concurrency = ray, max_concurrency
         self._owns = not ray.is_initialized()
         if self._owns:
-            ray.init(address=address, num_cpus=None if address else num_cpus,
-                     include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
         self._evaluate = ray.remote(num_cpus=1, max_retries=0)(_evaluate)
         self._fit = ray.remote(num_cpus=1, max_retries=0)(_fit)
 

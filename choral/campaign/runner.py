@@ -63,21 +63,18 @@ def run_campaign(cfg: CampaignConfig, workdir: str | Path, *,
     ``counts``, ``rounds``, ``recovered`` and the ``stop`` reason.
     """
     workdir = Path(workdir).resolve()
-    with _lock(workdir):
-        ledger = Ledger(workdir / "ledger.db")
-        try:
-            ledger.bind("config", cfg.model_dump(mode="json"))
-            recovered = ledger.recover()
-            if any(recovered.values()):
-                (log or _quiet)(f"recovered after a crash: {recovered['running']} in-flight and "
-                                f"{recovered['corrupt']} damaged runs will run again")
-            loop = _Loop(cfg, workdir, ledger, Simulation.from_config(cfg.simulator, simulator),
-                         backend or LocalBackend(), log or _quiet, on_run)
-            stop = loop.run()
-            return {"counts": ledger.counts(), "rounds": len(ledger.rounds()),
-                    "recovered": recovered, "stop": stop}
-        finally:
-            ledger.close()
+    log = log or _quiet
+    with _lock(workdir), Ledger(workdir / "ledger.db") as ledger:
+        ledger.bind("config", cfg.model_dump(mode="json"))
+        recovered = ledger.recover()
+        if any(recovered.values()):
+            log(f"recovered after a crash: {recovered['running']} in-flight and "
+                f"{recovered['corrupt']} damaged runs will run again")
+        loop = _Loop(cfg, workdir, ledger, Simulation.from_config(cfg.simulator, simulator),
+                     backend or LocalBackend(), log, on_run)
+        stop = loop.run()
+        return {"counts": ledger.counts(), "rounds": len(ledger.rounds()),
+                "recovered": recovered, "stop": stop}
 
 
 def _lock(workdir: Path) -> IO:
@@ -123,12 +120,12 @@ class _Loop:
                 self._propose(len(rounds))
 
     def _stop_reason(self, r: int) -> str | None:
-        total = sum(self.ledger.counts().values())
-        if total >= self.cfg.budget:
+        counts = self.ledger.counts()
+        if sum(counts.values()) >= self.cfg.budget:
             return f"budget of {self.cfg.budget} runs spent"
         if r > 0 and self.cfg.stop.max_rounds is not None and r > self.cfg.stop.max_rounds:
             return f"max_rounds = {self.cfg.stop.max_rounds} reached"
-        if r > 0 and len(self.ledger.runs("done")) < 2:
+        if r > 0 and counts["done"] < 2:  # counted, not read: runs() loads every output
             return "fewer than 2 runs succeeded: nothing to fit (see the failed runs' errors)"
         return None
 

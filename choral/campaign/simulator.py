@@ -67,12 +67,7 @@ class Simulation:
         if cfg.function is not None:
             return cls(function=import_function(cfg.function), timeout=cfg.timeout)
         if cfg.builtin is not None:
-            from choral.simulators import SIMULATORS
-
-            if cfg.builtin not in SIMULATORS:
-                raise ConfigError(f"simulator.builtin = {cfg.builtin!r}: expected one of "
-                                  f"{', '.join(sorted(SIMULATORS))}")
-            return cls(function=SIMULATORS[cfg.builtin], timeout=cfg.timeout)
+            return cls(function=cfg.builtin_simulator(), timeout=cfg.timeout)
         raise ConfigError("[simulator] needs one of builtin, function or command; got none "
                           "(or pass a Python callable to run_campaign)")
 

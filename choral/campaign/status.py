@@ -31,8 +31,7 @@ def open_ledger(workdir: str | Path) -> Ledger:
 
 def campaign_status(workdir: str | Path) -> dict[str, Any]:
     """{counts, rounds: [{round, runs, done, failed, model, scores}], failed: [{id, error}]}."""
-    ledger = open_ledger(workdir)
-    try:
+    with open_ledger(workdir) as ledger:
         runs = ledger.runs()
         rounds = []
         for info in ledger.rounds():
@@ -42,8 +41,6 @@ def campaign_status(workdir: str | Path) -> dict[str, Any]:
                            "failed": sum(r.state == "failed" for r in mine)})
         failed = [{"id": r.id, "error": r.error} for r in runs if r.state == "failed"]
         return {"counts": ledger.counts(), "rounds": rounds, "failed": failed}
-    finally:
-        ledger.close()
 
 
 def status_table(status: dict[str, Any]) -> Table:

@@ -29,6 +29,7 @@ from choral.members import Forward
 from choral.training import Loss
 from choral.weightspace.params import Params, average, count, lerp, member, stack
 from choral.weightspace.permutations import PermSpec, identity, permute
+from choral.weightspace.soup import val_nll
 
 
 def _rows(w: Tensor, axis: int, start: int, size: int) -> Tensor:
@@ -91,10 +92,7 @@ def merge(params: Params, spec: PermSpec, **kwargs) -> Params:
 def path_losses(forward: Forward, a: Params, b: Params, X: Tensor, Y: Tensor, loss: Loss,
                 alphas: Tensor) -> Tensor:
     """Loss (len(alphas),) of the networks ``(1 - alpha) a + alpha b``, all in one stacked pass."""
-    nets = lerp(a, b, alphas)
-    with torch.no_grad():
-        out = forward(nets, X.expand(len(alphas), *X.shape))
-        return loss(out, Y.expand(len(alphas), *Y.shape)).double()
+    return val_nll(forward, X, Y, loss)(lerp(a, b, alphas))
 
 
 def barrier(losses: Tensor, alphas: Tensor) -> float:

@@ -1,5 +1,8 @@
 """All weights of stacked members as one vector per member: (s, P) and back.
 
+The dict-level helpers for the same stacked dicts (members, stacking, averages) are in
+:mod:`choral.weightspace.params`.
+
 Examples:
     >>> import torch
     >>> params = {"w": torch.arange(12.).reshape(2, 3, 2), "b": torch.tensor([[1.], [2.]])}
@@ -18,14 +21,16 @@ import math
 import torch
 from torch import Tensor
 
+from choral.weightspace.params import Params, count
 
-def flatten(params: dict[str, Tensor]) -> Tensor:
+
+def flatten(params: Params) -> Tensor:
     """Concatenate every tensor (s, ...) of ``params`` (in key order) into (s, P)."""
-    s = next(iter(params.values())).shape[0]
+    s = count(params)
     return torch.cat([v.reshape(s, -1) for v in params.values()], dim=1)
 
 
-def unflatten(flat: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
+def unflatten(flat: Tensor, like: Params) -> Params:
     """Split ``flat`` (s', P) into tensors shaped as ``like``'s (s, ...) but with s' members."""
     sizes = [math.prod(v.shape[1:]) for v in like.values()]
     if flat.shape[-1] != sum(sizes):

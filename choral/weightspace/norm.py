@@ -1,9 +1,11 @@
 """Recompute normalisation statistics (BatchNorm running mean and variance) of a network.
 
 Averaged or sampled weights (SWA, SWAG) no longer match the running statistics collected while
-training, so any such network that has normalisation buffers gets them recomputed with one pass
-over the training data (``torch.optim.swa_utils.update_bn``: the cumulative average over batches
-of each batch's mean and unbiased variance). choral's own backbones have no buffers.
+training, so a network with normalisation buffers needs them recomputed with one pass over the
+training data (``torch.optim.swa_utils.update_bn``: the cumulative average over batches of each
+batch's mean and unbiased variance). choral's own backbones have no buffers and the stacked
+members refuse them (:func:`choral.members.init_members`), so the weight-space methods never call
+this yet: it is the step a backbone with BatchNorm would add after averaging or sampling.
 
 Examples:
     >>> import torch

@@ -76,12 +76,21 @@ def greedy_soup(ingredients: Params, score: Score) -> tuple[Tensor, list[dict]]:
     return keep, trace
 
 
+def _per_member(factors: Tensor, v: Tensor) -> Tensor:
+    """``factors`` (s,) shaped to broadcast against ``v`` (s, ...)."""
+    return factors.view(-1, *([1] * (v.ndim - 1)))
+
+
+def _times(params: Params, factors: Tensor) -> Params:
+    """``theta = factors * phi``: every member's tensors times its factor."""
+    return {k: v * _per_member(factors, v) for k, v in params.items()}
+
+
 def _scaled(forward: Forward, factors: Tensor) -> Forward:
     """``forward`` of ``theta = factors * phi`` (one factor per member)."""
 
     def run(phi: Params, x: Tensor) -> Tensor:
-        return forward({k: v * factors.view(-1, *([1] * (v.ndim - 1))) for k, v in phi.items()},
-                       x)
+        return forward(_times(phi, factors), x)
 
     return run
 
@@ -101,14 +110,12 @@ def ingredients(ctx: TrainContext) -> tuple[Params, History, History]:
                               cfg.model_copy(update={"epochs": first}), ctx.batch_seeds[:1],
                               ctx.loss, ctx.on_epoch)
     c = _factors(ctx, s)
-    phi = {k: v.expand(s, *v.shape[1:]) / c.view(-1, *([1] * (v.ndim - 1)))
-           for k, v in start.items()}
+    phi = {k: v.expand(s, *v.shape[1:]) / _per_member(c, v) for k, v in start.items()}
     on_epoch = ctx.on_epoch and (lambda e, *rest: ctx.on_epoch(first + e, *rest))
     phi, h1 = train_members(_scaled(ctx.forward, c), phi, ctx.X, ctx.Y, ctx.X_val, ctx.Y_val,
                             cfg.model_copy(update={"epochs": max(1, cfg.epochs - first)}),
                             ctx.batch_seeds, ctx.loss, on_epoch)
-    theta = {k: v * c.view(-1, *([1] * (v.ndim - 1))) for k, v in phi.items()}
-    return theta, h0, h1
+    return _times(phi, c), h0, h1
 
 
 @register("soup")
@@ -119,19 +126,20 @@ def soup(ctx: TrainContext) -> Result:
                           "train.val_fraction must be > 0; got 0")
     parts, h0, h1 = ingredients(ctx)
     score = val_nll(ctx.forward, ctx.X_val, ctx.Y_val, ctx.loss)
-    uniform = average(parts)
     keep, trace = greedy_soup(parts, score)
-    chosen = average(parts, keep) if ctx.config.soup.greedy else uniform
-    nll = float(score(chosen)[0])
+    soups = {"greedy": average(parts, keep), "uniform": average(parts)}
+    soup_nll = {kind: float(score(net)[0]) for kind, net in soups.items()}
+    kind = "greedy" if ctx.config.soup.greedy else "uniform"
+    chosen, nll = soups[kind], soup_nll[kind]
     history = History(epochs_run=h0.epochs_run + h1.epochs_run,
                       best_epoch=[h0.epochs_run + max(h1.best_epoch)], best_val_nll=[nll],
                       train_nll=[sum(h1.train_nll) / len(h1.train_nll)])
-    info = {"kind": "greedy" if ctx.config.soup.greedy else "uniform",
+    info = {"kind": kind,
             "lr_factors": ctx.config.soup.lr_factors, "start_epochs": h0.epochs_run,
             "ingredient_val_nll": h1.best_val_nll, "ingredient_best_epoch": h1.best_epoch,
             "greedy": trace, "accepted": keep.nonzero().flatten().tolist(),
-            "greedy_val_nll": float(score(average(parts, keep))[0]),
-            "uniform_val_nll": float(score(uniform)[0]), "val_nll": nll}
+            "greedy_val_nll": soup_nll["greedy"], "uniform_val_nll": soup_nll["uniform"],
+            "val_nll": nll}
     extras = {"soup.json": info}
     if ctx.config.soup.save_ingredients:
         extras["soup_ingredients.safetensors"] = parts

@@ -33,7 +33,7 @@ from choral.errors import DataError
 from choral.metrics import nll
 from choral.surrogate import Surrogate, _split, member_seeds
 from choral.training import History, train_members
-from choral.weightspace.params import Params, lerp
+from choral.weightspace.params import Params, count, lerp
 
 Regimes = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -66,8 +66,7 @@ def tune(model: Surrogate, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray,
     def scaled(A: np.ndarray, norm: Any) -> Tensor:
         return torch.as_tensor(norm.transform(A), dtype=dtype)
 
-    s = next(iter(model.params.values())).shape[0]
-    _, seeds, _ = member_seeds(cfg.seed + 1, s)
+    _, seeds, _ = member_seeds(cfg.seed + 1, count(model.params))
     train_cfg = cfg.model_copy(update={"epochs": ft.epochs, "lr": cfg.lr * ft.lr_factor})
     return train_members(model._forward, model.params, scaled(X, model.x_norm),
                          scaled(Y, model.y_norm), scaled(X_val, model.x_norm),

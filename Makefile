@@ -21,9 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check choral tests benchmarks
+	$(BIN)/lint-imports
 
 lint: $(STAMP)
 	$(BIN)/ruff check choral tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check choral tests benchmarks
 
 clean:

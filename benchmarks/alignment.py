@@ -4,7 +4,7 @@
 
 Per data set and split: a deep ensemble of two members (different initialisations and
 mini-batch orders, ``--hidden`` widths) is trained; member b is aligned to member a by weight
-matching (:mod:`choral.weightspace.align`). Along ``(1 - t) a + t b`` (11 points) the barrier is
+matching (:mod:`choral.ensembles.align`). Along ``(1 - t) a + t b`` (11 points) the barrier is
 the largest rise of the loss above the straight line between the endpoint losses, on the training
 rows (standardised units), for the Gaussian NLL and for the squared error of the mean.
 Target: alignment cuts the NLL barrier by at least half. Prints one JSON object.
@@ -26,10 +26,10 @@ def run_one(root: Path, name: str, k: int, hidden: list[int], epochs: int) -> di
     import torch
 
     from choral.config import Config
+    from choral.ensembles.align import align, barrier, path_losses
+    from choral.ensembles.params import member
+    from choral.ensembles.permutations import perm_spec
     from choral.surrogate import Surrogate
-    from choral.weightspace.align import align, barrier, path_losses
-    from choral.weightspace.params import member
-    from choral.weightspace.permutations import perm_spec
 
     torch.set_num_threads(1)
     X, y, _, _ = load_split(root, name, k)

@@ -41,7 +41,7 @@ def run_split(task: tuple) -> list[dict]:
     import torch
 
     from choral.config import Config
-    from choral.metrics import evaluate
+    from choral.evaluation.metrics import evaluate
     from choral.surrogate import Surrogate
 
     torch.set_num_threads(1)
@@ -115,7 +115,7 @@ def ood(args: argparse.Namespace) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from choral.config import Config
-    from choral.ood import OODDetector, pooled_features
+    from choral.evaluation.ood import OODDetector, pooled_features
     from choral.simulators.analytic import BOREHOLE
     from choral.surrogate import Surrogate
 

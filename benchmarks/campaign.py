@@ -13,10 +13,10 @@ and writes it to ``--out`` (default ``benchmarks/campaign_results/<part>.json``)
 - ``bo``: minimise Hartmann-6 and Ackley-20 (``botorch.test_functions``) from 10 shared initial
   points plus ``--evals`` evaluations in batches of ``--q``: the choral ensemble with
   ``select_batch("ei")`` on a candidate pool (uniform + local perturbations of the best points),
-  the choral ensemble through :mod:`choral.botorch` with ``qLogExpectedImprovement`` and
-  ``optimize_acqf``, BoTorch's ``SingleTaskGP`` + ``qLogExpectedImprovement``, and random
-  search. Figure: best value found after every batch. Target: regret comparable to the GP on
-  Hartmann-6, better on Ackley-20.
+  the choral ensemble through :mod:`choral.integrations.botorch` with
+  ``qLogExpectedImprovement`` and ``optimize_acqf``, BoTorch's ``SingleTaskGP`` +
+  ``qLogExpectedImprovement``, and random search. Figure: best value found after every batch.
+  Target: regret comparable to the GP on Hartmann-6, better on Ackley-20.
 - ``timing``: one fit + acquire iteration (q=4) on 500 and 2000 random Hartmann-6 observations,
   GP vs choral ensemble. Target: the ensemble >= 5x faster at 2000.
 
@@ -163,7 +163,7 @@ def gp_next(X, Y, bounds, q, seed, it) -> np.ndarray:
 
 
 def choral_qlogei_next(X, Y, bounds, q, seed, it) -> np.ndarray:
-    from choral.botorch import as_botorch_model
+    from choral.integrations.botorch import as_botorch_model
 
     torch.manual_seed(seed * 1000 + it)
     return qlogei_next(as_botorch_model(ensemble(len(X), seed + it).fit(X, Y)), Y, bounds, q)

@@ -48,7 +48,7 @@ train = {{ members = 2, epochs = 50 }}
 
 
 def command(toml: Path, workdir: Path) -> list[str]:
-    return [sys.executable, "-c", "from choral.cli import main; main()", "campaign", "run",
+    return [sys.executable, "-c", "from choral.cli.app import main; main()", "campaign", "run",
             str(toml), "--workdir", str(workdir), "--json"]
 
 

@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--fno-schedule", choices=["step", "cosine"], default="step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from choral.metrics import evaluate
+    from choral.evaluation.metrics import evaluate
 
     start = time.perf_counter()
     X, Y, gen_train = dataset(args.n_train, 0, args)

@@ -24,11 +24,11 @@ from functools import partial
 
 import torch
 
-from choral.backbones import MLP, UNet
 from choral.config import TrainConfig
-from choral.heads import GaussianHead, gaussian_head, gaussian_nll
-from choral.members import init_members, member_forward
-from choral.training import train_members
+from choral.ensembles.training import train_members
+from choral.networks import MLP, UNet
+from choral.networks.heads import GaussianHead, gaussian_head, gaussian_nll
+from choral.networks.members import init_members, member_forward
 
 N, D, HIDDEN, BATCH = 5000, 8, [64, 64], 128
 

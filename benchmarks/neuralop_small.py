@@ -22,8 +22,8 @@ machine, with the same wall-clock budget per model (``--budget`` seconds):
 
 Reported for both: relative L2 on the test files (mean over samples of ||pred - y|| / ||y||),
 RMSE, seconds, epochs and parameter counts; for choral also NLL, CRPS, 90% coverage and the
-calibration error (all of :func:`choral.metrics.evaluate`). No published numbers exist for these
-files: this is a side-by-side comparison only. Prints one JSON object.
+calibration error (all of :func:`choral.evaluation.metrics.evaluate`). No published numbers exist
+for these files: this is a side-by-side comparison only. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def choral_config(name: str, members: int) -> dict:
 
 
 def run_set(root: Path, name: str, args: argparse.Namespace) -> dict:
-    from choral.metrics import evaluate
+    from choral.evaluation.metrics import evaluate
 
     X, Y = load(root, name, "train")
     Xt, Yt = load(root, name, "test")

@@ -29,9 +29,9 @@ def run_one(root: Path, name: str, k: int, members: int, epochs: int) -> dict:
     import torch
 
     from choral.config import Config
-    from choral.metrics import nll
+    from choral.ensembles.params import average
+    from choral.evaluation.metrics import nll
     from choral.surrogate import Surrogate
-    from choral.weightspace.params import average
 
     torch.set_num_threads(1)
     X, y, Xt, yt = load_split(root, name, k)

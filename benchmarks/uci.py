@@ -44,7 +44,7 @@ def run_one(task: tuple) -> dict:
     import torch
 
     from choral.config import Config
-    from choral.metrics import evaluate
+    from choral.evaluation.metrics import evaluate
     from choral.surrogate import Surrogate
 
     torch.set_num_threads(1)

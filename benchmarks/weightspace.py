@@ -36,9 +36,9 @@ ORDER = ["single", "deep", "swa", "swag", "multiswag", "snapshot", "soup"]
 
 def run_method(X, y, Xt, yt, method: str, epochs: int, overrides: dict) -> dict:
     from choral.config import Config
-    from choral.metrics import evaluate
+    from choral.ensembles.params import count
+    from choral.evaluation.metrics import evaluate
     from choral.surrogate import Surrogate
-    from choral.weightspace.params import count
 
     members = 1 if method == "single" else 5
     cfg = Config().updated(**{"train.members": members, "model.hidden": [50],
@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from choral.weightspace import METHODS
+    from choral.ensembles.registry import METHODS
 
     torch.set_num_threads(1)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}

@@ -4,7 +4,7 @@
 
 Old regime: borehole runs with the well radius r_w (input 0) below its median; new regime: above
 it. A 5-member ensemble (one hidden layer of 50) is trained on the old regime and fine-tuned on
-``--n-new`` runs of the new one (:func:`choral.weightspace.wiseft.finetune`, alpha chosen on
+``--n-new`` runs of the new one (:func:`choral.ensembles.wiseft.finetune`, alpha chosen on
 held-out old runs and a held-out fifth of the new runs). Reported: the validation curve and the
 test NLL per target (original units) on fresh runs of both regimes at alpha = 0 (the old model),
 1 (plain fine-tuning) and the chosen alpha. Prints one JSON object.
@@ -38,8 +38,8 @@ def main() -> None:
     import torch
 
     from choral.config import Config
+    from choral.ensembles.wiseft import curve, fine_weights
     from choral.surrogate import Surrogate
-    from choral.weightspace.wiseft import curve, fine_weights
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -1,15 +1,29 @@
-"""Atomic writes and the saved-model directory format.
+"""The saved-model directory: the only module that knows its file names.
 
-A saved surrogate is a directory of four files: ``config.json`` (everything needed to rebuild the
+A saved surrogate is a directory holding ``config.json`` (everything needed to rebuild the
 network), ``weights.safetensors`` (stacked member weights), ``normaliser.json`` and
-``metrics.json``, plus optional extras that methods add (e.g. ``calibration.json``,
-``swag.safetensors``): any other ``*.json`` or ``*.safetensors`` file. Nothing in it is pickled;
-reading it never runs code.
+``metrics.json``; optionally ``calibration.json`` (a post-hoc calibration), ``ood.json`` (the
+out-of-distribution detector) and the records of ensemble methods (``swag.safetensors``,
+``soup.json``, ``wiseft.json``, ...): a record is a JSON object or, when all its values are
+tensors, a safetensors file. Nothing in it is pickled; reading it never runs code. The whole
+directory is written atomically; a calibration is replaced atomically on its own.
+
+Examples:
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "model"
+    >>> write_model_dir(path, ModelFiles({"a": 1}, {"w": torch.zeros(2, 3)}, {}, {},
+    ...                                  records={"soup": {"greedy": True}}))
+    >>> sorted(p.name for p in path.iterdir())
+    ['config.json', 'metrics.json', 'normaliser.json', 'soup.json', 'weights.safetensors']
+    >>> read_model_dir(path).records
+    {'soup': {'greedy': True}}
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +34,37 @@ from torch import Tensor
 from choral.atomic import atomic_directory, atomic_write
 from choral.errors import ModelFileError
 
-FILES = ("config.json", "weights.safetensors", "normaliser.json", "metrics.json")
+__all__ = ["CORE_FILES", "ModelFiles", "read_model_dir", "write_calibration", "write_model_dir"]
+
+CORE_FILES = ("config.json", "weights.safetensors", "normaliser.json", "metrics.json")
+_CALIBRATION, _OOD = "calibration.json", "ood.json"
 
 
-def _write(path: Path, content: dict[str, Any], suffix: str | None = None) -> None:
-    """Write ``content`` as JSON (``*.json``) or as tensors (``*.safetensors``)."""
-    suffix = suffix or path.suffix
-    if suffix == ".json":
-        path.write_text(json.dumps(content, indent=2))
-    elif suffix == ".safetensors":
+@dataclass
+class ModelFiles:
+    """The content of a model directory, file by file (JSON objects and tensors)."""
+
+    config: dict[str, Any]
+    weights: dict[str, Tensor]
+    normaliser: dict[str, Any]
+    metrics: dict[str, Any]
+    calibration: dict[str, Any] | None = None
+    ood: dict[str, Any] | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Ensemble-method records by name (``swag``, ``soup``, ``wiseft``, ...)."""
+
+
+def _is_tensors(content: dict[str, Any]) -> bool:
+    return bool(content) and all(isinstance(v, Tensor) for v in content.values())
+
+
+def _write(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` as tensors (``*.safetensors``) or as JSON."""
+    if path.suffix == ".safetensors":
         save_file({k: v.detach().contiguous() for k, v in content.items()}, str(path),
                   metadata={"format": "choral"})
     else:
-        raise ValueError(f"model files end in .json or .safetensors; got {suffix!r}")
+        path.write_text(json.dumps(content, indent=2))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -45,45 +77,58 @@ def _read(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is corrupted: {exc}") from None
 
 
-def write_model_dir(path: str | Path, config: dict[str, Any], weights: dict[str, Tensor],
-                    normaliser: dict[str, Any], metrics: dict[str, Any],
-                    extras: dict[str, dict[str, Any]] | None = None) -> None:
-    """Write a saved model atomically as one directory; ``extras`` maps file names to contents."""
-    files = {"config.json": config, "weights.safetensors": weights,
-             "normaliser.json": normaliser, "metrics.json": metrics, **(extras or {})}
+def _file_names(files: ModelFiles) -> dict[str, dict[str, Any]]:
+    names = dict(zip(CORE_FILES, (files.config, files.weights, files.normaliser, files.metrics),
+                     strict=True))
+    if files.calibration is not None:
+        names[_CALIBRATION] = files.calibration
+    if files.ood is not None:
+        names[_OOD] = files.ood
+    for name, content in files.records.items():
+        file = f"{name}.safetensors" if _is_tensors(content) else f"{name}.json"
+        if file in names:
+            raise ValueError(f"record name {name!r} clashes with the model file {file}")
+        names[file] = content
+    return names
+
+
+def write_model_dir(path: str | Path, files: ModelFiles) -> None:
+    """Write a saved model atomically as one directory (see the module)."""
+    names = _file_names(files)
 
     def fill(tmp: Path) -> None:
-        for name, content in files.items():
+        for name, content in names.items():
             _write(tmp / name, content)
 
     atomic_directory(path, fill)
 
 
-def update_model_file(path: str | Path, name: str, content: dict[str, Any]) -> None:
-    """Add or replace one extra file (e.g. ``calibration.json``) of a saved model atomically."""
-    path = Path(path)
-    if name in FILES:
-        raise ValueError(f"{name} is a core model file; rewrite the whole directory instead")
-    if not path.is_dir():
-        raise ModelFileError(f"--model directory not found: {path}")
-    atomic_write(path / name, lambda tmp: _write(tmp, content, Path(name).suffix))
-
-
-def read_extras(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Every optional file of a saved model: {file name: JSON object or tensors}."""
-    path = Path(path)
-    return {f.name: _read(f) for f in sorted(path.iterdir())
-            if f.suffix in (".json", ".safetensors") and f.name not in FILES and f.is_file()}
-
-
-def read_model_dir(path: str | Path) -> tuple[dict, dict[str, Tensor], dict, dict]:
-    """Read (config, weights, normaliser, metrics); a missing or corrupted file is an error."""
+def write_calibration(path: str | Path, calibration: dict[str, Any]) -> None:
+    """Add or replace the calibration of a saved model atomically."""
     path = Path(path)
     if not path.is_dir():
         raise ModelFileError(f"--model directory not found: {path}")
-    missing = [f for f in FILES if not (path / f).is_file()]
+    atomic_write(path / _CALIBRATION, lambda tmp: _write(tmp, calibration))
+
+
+def read_model_dir(path: str | Path) -> ModelFiles:
+    """Read a saved model; a missing or corrupted file is a :class:`ModelFileError`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFileError(f"--model directory not found: {path}")
+    missing = [f for f in CORE_FILES if not (path / f).is_file()]
     if missing:
         raise ModelFileError(f"model directory {path} is missing {', '.join(missing)} "
-                             f"(a saved model holds {', '.join(FILES)})")
-    config, weights, normaliser, metrics = (_read(path / name) for name in FILES)
-    return config, weights, normaliser, metrics
+                             f"(a saved model holds {', '.join(CORE_FILES)})")
+    files = ModelFiles(*(_read(path / name) for name in CORE_FILES))
+    for f in sorted(path.iterdir()):
+        if not f.is_file() or f.name in CORE_FILES or f.suffix not in (".json", ".safetensors"):
+            continue
+        content = _read(f)
+        if f.name == _CALIBRATION:
+            files.calibration = content
+        elif f.name == _OOD:
+            files.ood = content
+        else:
+            files.records[f.stem] = content
+    return files

@@ -8,7 +8,7 @@ kriging-believer fantasies), so a batch spreads. Closed forms live in
 
 Examples:
     >>> import numpy as np
-    >>> from choral.predictive import GaussianMixture
+    >>> from choral.distributions import GaussianMixture
     >>> pred = GaussianMixture(np.array([[[0.0], [3.0]], [[0.0], [1.0]]]), np.ones((2, 2, 1)))
     >>> score("ei", pred, best=0.0, maximize=True).argmax().item()
     1
@@ -23,12 +23,11 @@ from choral.acquisition.closed_forms import (
     mixture_ei,
     mixture_log_ei,
 )
-from choral.acquisition.scores import KINDS, MAXIMISED, Members, members_of, score
+from choral.acquisition.scores import KINDS, MAXIMISED, members_of, score
 
 __all__ = [
     "KINDS",
     "MAXIMISED",
-    "Members",
     "condition",
     "gaussian_ei",
     "gaussian_log_ei",

@@ -18,7 +18,7 @@ distance between inputs (``localise=False``: the plain update).
 
 Examples:
     >>> import numpy as np
-    >>> from choral.predictive import GaussianMixture
+    >>> from choral.distributions import GaussianMixture
     >>> rng = np.random.default_rng(0)
     >>> X = np.linspace(0, 1, 50)[:, None]
     >>> def predictive_fn(x):  # 8 members: random smooth functions of x
@@ -40,14 +40,14 @@ from torch import Tensor
 
 from choral.acquisition.scores import (
     MAXIMISED,
-    Members,
     check_kind,
     default_best,
     members_of,
     score_members,
 )
+from choral.checks import check_int
+from choral.distributions import Members, Predictive
 from choral.errors import DataError
-from choral.predictive import Predictive
 
 __all__ = ["condition", "select_batch"]
 
@@ -79,11 +79,6 @@ def condition(m: Members, j: int, taper: Tensor | None = None) -> Members:
     return Members(mean + dev - alpha * gain * h[:, None], m.variances, m.weights)
 
 
-def _check_k(k: Any, n: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
-        raise DataError(f"k must be an integer number of picks in [1, {n}] (the candidates); "
-                        f"got {k!r}")
-    return int(k)
 
 
 def _predict(predictive_fn: Callable[[np.ndarray], Predictive], X: np.ndarray,
@@ -115,7 +110,7 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
     """
     kind = check_kind(kind)
     X = _rows(candidates, "candidates")
-    n, k = len(X), _check_k(k, len(X))
+    n, k = len(X), check_int(k, "k", minimum=1, maximum=len(X))  # picks among the candidates
     m = members_of(_predict(predictive_fn, X, "candidates"), objective, seed=seed)
     points = X
     if kind == "ivr" and reference is not None:  # condition candidates and reference together

@@ -22,7 +22,7 @@ Gaussian from ``draws`` draws of that member (seeded), so scores stay closed-for
 
 Examples:
     >>> import torch
-    >>> from choral.predictive import GaussianMixture
+    >>> from choral.distributions import GaussianMixture
     >>> pred = GaussianMixture(torch.tensor([[[0.0], [1.0]], [[2.0], [1.0]]]), torch.ones(2, 2, 1))
     >>> score("epistemic", pred).tolist(), score("variance", pred).tolist()
     ([1.0, 0.0], [2.0, 1.0])
@@ -33,48 +33,20 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from choral.acquisition.closed_forms import mixture_ei, mixture_log_ei
+from choral.distributions import Members, Predictive
 from choral.errors import ConfigError, DataError
-from choral.predictive import Predictive
 
-__all__ = ["KINDS", "MAXIMISED", "Members", "members_of", "score", "score_members"]
+__all__ = ["KINDS", "MAXIMISED", "members_of", "score", "score_members"]
 
 KINDS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
 MAXIMISED = {kind: kind != "lcb" for kind in KINDS}
 _F64 = torch.float64
-
-
-class Members(NamedTuple):
-    """Member means and variances (s, n, p) and weights (s,) of a predictive."""
-
-    means: Tensor
-    variances: Tensor
-    weights: Tensor
-
-    @property
-    def w(self) -> Tensor:
-        """Weights shaped (s, 1, 1) to broadcast over (s, n, p)."""
-        return self.weights[:, None, None]
-
-    @property
-    def mean(self) -> Tensor:
-        """Mixture mean (n, p)."""
-        return (self.w * self.means).sum(0)
-
-    @property
-    def aleatoric(self) -> Tensor:
-        """Mean member variance (n, p)."""
-        return (self.w * self.variances).sum(0)
-
-    @property
-    def epistemic(self) -> Tensor:
-        """Spread of the member means (n, p)."""
-        return (self.w * (self.means - self.mean) ** 2).sum(0)
 
 
 def check_kind(kind: Any) -> str:
@@ -86,20 +58,13 @@ def check_kind(kind: Any) -> str:
 
 def members_of(pred: Any, objective: Callable[[Tensor], Tensor] | None = None,
                draws: int = 64, seed: int = 0) -> Members:
-    """The members of ``pred`` (shape (n, ...)) as (s, n, p), or (s, n, 1) through ``objective``.
-
-    Predictives without ``member_variances`` give every member the aleatoric variance, which
-    keeps the mixture variance equal to aleatoric + epistemic.
-    """
+    """The per-member view of ``pred`` (shape (n, ...)) flattened to (s, n, p), or reduced to
+    (s, n, 1) through ``objective``."""
     if not isinstance(pred, Predictive):
         raise DataError(f"predictive must be a choral Predictive; got {type(pred).__name__}")
-    means = pred.member_means.to(_F64)
-    var = getattr(pred, "member_variances", None)
-    var = pred.aleatoric.expand_as(means) if var is None else var
-    var = var.to(_F64)
+    view = pred.members()
+    means, var, weights = (t.to(_F64) for t in view)
     s, n = means.shape[:2]
-    weights = getattr(pred, "weights", None)
-    weights = torch.full((s,), 1.0 / s, dtype=_F64) if weights is None else weights.to(_F64)
     if objective is None:
         return Members(means.reshape(s, n, -1), var.reshape(s, n, -1), weights)
     gen = torch.Generator().manual_seed(int(seed))

@@ -4,7 +4,7 @@ It calls :func:`choral.acquisition.select_batch`: greedy picks under refit-free 
 batch spreads; ``best`` (the incumbent from the ledger) feeds expected improvement.
 
 >>> import torch
->>> from choral.predictive import GaussianMixture
+>>> from choral.distributions import GaussianMixture
 >>> def fn(X):  # two members that disagree more as x grows
 ...     m = torch.as_tensor(X)[None] * torch.tensor([1.0, -1.0]).view(2, 1, 1)
 ...     return GaussianMixture(m, torch.ones_like(m))
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from choral.acquisition import select_batch
-from choral.predictive import Predictive
+from choral.distributions import Predictive
 
 
 def propose(kind: str, predictive_fn: Callable[[np.ndarray], Predictive],

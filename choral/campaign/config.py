@@ -34,11 +34,10 @@ choral.errors.ConfigError: invalid campaign: unknown key 'budgte'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -48,13 +47,12 @@ from pydantic import (
     model_validator,
 )
 
-from choral.config import Config, _describe, read_toml
+from choral.acquisition import KINDS
+from choral.campaign.design import DESIGNS
+from choral.config import Config
 from choral.errors import ConfigError
-
-if TYPE_CHECKING:
-    from choral.simulators import Simulator
-
-ACQUISITIONS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
+from choral.schema import Strict, describe, read_toml
+from choral.simulators import SIMULATORS, Simulator
 
 
 def _explain(exc: ValidationError) -> str:
@@ -62,11 +60,11 @@ def _explain(exc: ValidationError) -> str:
     whole = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
     rest = [e for e in exc.errors() if e["loc"]]
     if rest:
-        whole.append(_describe(ValidationError.from_exception_data(exc.title, rest)))
+        whole.append(describe(ValidationError.from_exception_data(exc.title, rest)))
     return "; ".join(whole)
 
 
-class _Strict(BaseModel):
+class _Strict(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -90,8 +88,6 @@ class SimulatorConfig(_Strict):
 
     def builtin_simulator(self) -> Simulator:
         """The choral vector simulator ``builtin`` names; an unknown name is a ConfigError."""
-        from choral.simulators import SIMULATORS
-
         if self.builtin not in SIMULATORS:
             raise ConfigError(f"simulator.builtin = {self.builtin!r}: expected one of "
                               f"{', '.join(sorted(SIMULATORS))} (vector simulators)")
@@ -113,10 +109,10 @@ class CampaignConfig(_Strict):
     seed: int = Field(default=0, ge=0)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     bounds: list[tuple[float, float]] | None = None
-    design: Literal["lhs", "sobol"] = "sobol"
+    design: Literal[DESIGNS] = "sobol"
     initial: PositiveInt = 8
     batch_size: PositiveInt = 4
-    acquisition: Literal[ACQUISITIONS] = "variance"
+    acquisition: Literal[KINDS] = "variance"
     maximize: bool = False
     candidates: PositiveInt = 512
     budget: PositiveInt = 32

@@ -15,6 +15,9 @@ import warnings
 import numpy as np
 from scipy.stats import qmc
 
+DESIGNS = ("sobol", "lhs")
+"""Initial designs: scrambled Sobol points or a Latin hypercube (``scipy.stats.qmc``)."""
+
 
 def initial_design(kind: str, n: int, box: np.ndarray, seed: int) -> np.ndarray:
     """``n`` points, (n, d), of a Latin hypercube (``"lhs"``) or scrambled Sobol (``"sobol"``)

@@ -24,10 +24,10 @@ from typing import IO, Any
 import numpy as np
 
 from choral.campaign.acquire import propose
+from choral.campaign.backends import LocalBackend, RayBackend
 from choral.campaign.config import CampaignConfig
 from choral.campaign.design import candidates, initial_design
 from choral.campaign.ledger import Ledger
-from choral.campaign.ray_backend import LocalBackend, RayBackend
 from choral.campaign.simulator import Outcome, Simulation
 from choral.config import Config
 from choral.errors import CampaignError

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from choral.checks import check_int
 from choral.errors import DataError
 
 
@@ -62,8 +63,7 @@ class Simulator:
         >>> BOREHOLE.sample(5, seed=1).shape
         (5, 8)
         """
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n <= 0:
-            raise DataError(f"n must be a positive int, got n={n!r}")
+        n = check_int(n, "n", minimum=1)
         rng = np.random.default_rng(seed)
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         return lo + (hi - lo) * rng.random((int(n), self.d))

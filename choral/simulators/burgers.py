@@ -26,8 +26,10 @@ from functools import lru_cache
 import numpy as np
 from scipy.fft import irfft, rfft
 
+from choral.checks import check_int
 from choral.errors import DataError
-from choral.simulators.grf import check_count, fourier_to_grid, grf1d_coefficients
+from choral.simulators.grf import fourier_to_grid, grf1d_coefficients
+from choral.simulators.parallel import run_batches
 
 __all__ = ["etdrk4_coefficients", "simulate_burgers", "solve_burgers"]
 
@@ -106,12 +108,12 @@ def fine_grid(
     >>> fine_grid(256), fine_grid(8192), fine_grid(100), fine_grid(8, fine=64)
     ((1024, 4), (8192, 1), (1100, 11), (64, 8))
     """
-    res = check_count(resolution, "resolution", 3)
+    res = check_int(resolution, "resolution", minimum=3)
     if fine is not None:
-        if check_count(fine, "fine", 3) % res:
+        if check_int(fine, "fine", minimum=3) % res:
             raise DataError(f"fine must be a multiple of resolution = {res}, got fine={fine!r}")
         return int(fine), int(fine) // res
-    stride = max(1, -(-check_count(fine_min, "fine_min", 3) // res))
+    stride = max(1, -(-check_int(fine_min, "fine_min", minimum=3) // res))
     return stride * res, stride
 
 
@@ -149,14 +151,12 @@ def simulate_burgers(
     >>> bool(abs(Y).max() < abs(X).max())
     True
     """
-    from choral.simulators import run_batches  # here: the package imports this module
-
-    n = check_count(n, "n", 1)
+    n = check_int(n, "n", minimum=1)
     fine, stride = fine_grid(resolution, fine, fine_min)
     for name, value in (("t", t), ("nu", nu), ("dt", dt)):
         if not np.isfinite(value) or value <= 0:
             raise DataError(f"{name} must be a positive number, got {name}={value!r}")
-    modes, rng = check_count(modes, "modes", 1), np.random.default_rng(seed)
+    modes, rng = check_int(modes, "modes", minimum=1), np.random.default_rng(seed)
     draws = (grf1d_coefficients(rng, min(BATCH, n - i), modes) for i in range(0, n, BATCH))
     X, Y = run_batches(_solve_batch, draws, (fine, stride, t, nu, dt), n, workers, progress)
     return X[:, None], Y[:, None]

@@ -27,8 +27,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from choral.checks import check_int
 from choral.errors import DataError
-from choral.simulators.grf import check_count, grf2d
+from choral.simulators.grf import grf2d
+from choral.simulators.parallel import run_batches
 
 __all__ = ["darcy_coefficients", "darcy_matrix", "fine_grid", "simulate_darcy", "solve_darcy"]
 
@@ -107,14 +109,14 @@ def fine_grid(
     >>> fine_grid(85), fine_grid(32), fine_grid(64), fine_grid(9, fine=33)
     ((421, 5), (218, 7), (253, 4), (33, 4))
     """
-    r = check_count(resolution, "resolution", 3) - 1
+    r = check_int(resolution, "resolution", minimum=3) - 1
     if fine is not None:
-        if (check_count(fine, "fine", 3) - 1) % r:
+        if (check_int(fine, "fine", minimum=3) - 1) % r:
             raise DataError(f"fine - 1 must be a multiple of resolution - 1 = {r}, got fine={fine}")
         return int(fine), (int(fine) - 1) // r
     if fine_min is None:
         fine_min = FNO_FINE if (FNO_FINE - 1) % r == 0 else SMALL_FINE
-    stride = max(1, -(-(check_count(fine_min, "fine_min", 3) - 1) // r))
+    stride = max(1, -(-(check_int(fine_min, "fine_min", minimum=3) - 1) // r))
     return r * stride + 1, stride
 
 
@@ -157,9 +159,7 @@ def simulate_darcy(
     >>> bool(Y[0, 0, 1, 1] > 0) and float(abs(Y[0, 0, 0]).max()) == 0.0
     True
     """
-    from choral.simulators import run_batches  # here: the package imports this module
-
-    n = check_count(n, "n", 1)
+    n = check_int(n, "n", minimum=1)
     fine, stride = fine_grid(resolution, fine, fine_min)
     _face_mean(1.0, 1.0, face)  # validates face before any work
     rng = np.random.default_rng(seed)

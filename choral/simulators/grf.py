@@ -26,10 +26,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import idctn, irfft
 
-from choral.errors import DataError
+from choral.checks import check_int
 
 __all__ = [
-    "check_count",
     "dct_coefficients",
     "fourier_to_grid",
     "grf1d",
@@ -39,26 +38,13 @@ __all__ = [
 ]
 
 
-def check_count(value: int, name: str, minimum: int) -> int:
-    """Return ``value`` as an int; raise :class:`DataError` naming ``name`` unless int >= minimum.
-
-    >>> check_count(0, "n", 1)
-    Traceback (most recent call last):
-    ...
-    choral.errors.DataError: n must be an int >= 1, got n=0
-    """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise DataError(f"{name} must be an int >= {minimum}, got {name}={value!r}")
-    return int(value)
-
-
 def dct_coefficients(s: int, alpha: float = 2.0, tau: float = 3.0) -> np.ndarray:
     """FNO's ``coef``, shape ``(s, s)``: ``tau^(alpha-1) (pi^2 (k1^2 + k2^2) + tau^2)^(-alpha/2)``.
 
     >>> round(float(dct_coefficients(4)[0, 0]), 12)  # tau^(alpha-1) / tau^alpha = 1 / tau
     0.333333333333
     """
-    k = np.arange(check_count(s, "s", 1), dtype=np.float64)
+    k = np.arange(check_int(s, "s", minimum=1), dtype=np.float64)
     lam = np.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + tau**2
     return tau ** (alpha - 1.0) * lam ** (-alpha / 2.0)
 
@@ -75,7 +61,7 @@ def grf2d(
     >>> abs(float(U.mean())) < 1e-12  # zero mean mode
     True
     """
-    n, s = check_count(n, "n", 1), check_count(s, "s", 1)
+    n, s = check_int(n, "n", minimum=1), check_int(s, "s", minimum=1)
     L = s * dct_coefficients(s, alpha, tau) * rng.standard_normal((n, s, s))
     L[:, 0, 0] = 0.0
     return idctn(L, axes=(-2, -1), norm="ortho")
@@ -92,7 +78,7 @@ def grf1d_variances(
     >>> float(v[0]), round(float(v[1]), 6)
     (0.0, 0.150332)
     """
-    k = np.arange(check_count(modes, "modes", 0) + 1, dtype=np.float64)
+    k = np.arange(check_int(modes, "modes", minimum=0) + 1, dtype=np.float64)
     var = sigma**2 * ((2.0 * np.pi * k) ** 2 + tau**2) ** (-gamma)
     var[0] = 0.0
     return var
@@ -115,7 +101,7 @@ def grf1d_coefficients(
     >>> c.shape, complex(c[0, 0])
     ((2, 5), 0j)
     """
-    n = check_count(n, "n", 1)
+    n = check_int(n, "n", minimum=1)
     sd = np.sqrt(grf1d_variances(modes, sigma, tau, gamma) / 2.0)
     xi = rng.standard_normal((n, 2, modes + 1))
     return sd * (xi[:, 0] - 1j * xi[:, 1])
@@ -129,7 +115,7 @@ def fourier_to_grid(c: np.ndarray, s: int) -> np.ndarray:
     >>> fourier_to_grid(np.array([[0, 0.5]]), 4).round(12)  # cos(2 pi x)
     array([[ 1.,  0., -1.,  0.]])
     """
-    s = check_count(s, "s", 2)
+    s = check_int(s, "s", minimum=2)
     keep = min(c.shape[-1], (s + 1) // 2)  # k < s / 2
     spec = np.zeros(c.shape[:-1] + (s // 2 + 1,), dtype=np.complex128)
     spec[..., :keep] = c[..., :keep]
@@ -151,5 +137,5 @@ def grf1d(
     >>> u.shape, bool(abs(u.mean(axis=1)).max() < 1e-12)
     ((2, 32), True)
     """
-    modes = check_count(s, "s", 2) // 2 if modes is None else modes
+    modes = check_int(s, "s", minimum=2) // 2 if modes is None else modes
     return fourier_to_grid(grf1d_coefficients(rng, n, modes, sigma, tau, gamma), s)

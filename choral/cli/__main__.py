@@ -1,0 +1,5 @@
+"""``python -m choral.cli``: the same as the ``choral`` command."""
+
+from choral.cli.app import main
+
+main()

@@ -1,0 +1,131 @@
+"""The verbs of one model: ``fit``, ``evaluate``, ``predict`` and ``report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from choral.cli.common import (
+    DataOpt,
+    JsonOpt,
+    ModelOpt,
+    XOpt,
+    YOpt,
+    err,
+    load_xy,
+    out,
+    progress,
+    with_channels,
+)
+from choral.config import Config
+from choral.data import load_data, save_data
+from choral.evaluation.metrics import evaluate as score
+from choral.surrogate import Surrogate
+
+__all__ = ["evaluate", "fit", "predict", "report"]
+
+
+def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Model directory.")],
+        config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+        members: Annotated[int | None, typer.Option(help="Ensemble members.")] = None,
+        ensemble: Annotated[str | None, typer.Option(
+            help="deep, swa, swag, multiswag, snapshot or soup.")] = None,
+        epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+        seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+        backend: Annotated[str | None, typer.Option(
+            help="auto, stacked, vmap or loop.")] = None,
+        backbone: Annotated[str | None, typer.Option(
+            help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
+        no_channel_axis: Annotated[bool, typer.Option(
+            "--no-channel-axis", help="Fields are stored as (n, *grid): add a channel axis.")
+        ] = False,
+        x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
+        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
+    """Train a surrogate on a data file and save it as a model directory."""
+    cfg = (Config.from_toml(config) if config else Config()).updated(**{
+        "train.members": members, "train.ensemble": ensemble, "train.epochs": epochs,
+        "train.seed": seed,
+        "train.backend": backend, "data.x": x, "data.y": y,
+        "data.channel_axis": False if no_channel_axis else None})
+    X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
+    if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
+        backbone = "unet"  # fields need the U-Net; the summary below says which was used
+    cfg = cfg.updated(**{"model.backbone": backbone})
+    with progress() as bar:
+        task = bar.add_task("fit", total=cfg.train.epochs, info="", visible=not quiet)
+
+        def on_epoch(epoch, train_nll, val_nll, active):
+            bar.update(task, completed=epoch + 1,
+                       info=f"val nll {val_nll.mean():.3f}, {active} active")
+
+        model = Surrogate(cfg).fit(X, Y, on_epoch=on_epoch)
+        bar.update(task, completed=cfg.train.epochs)
+    model.save(out_dir)
+    networks = next(iter(model.params.values())).shape[0]
+    summary = {"model": str(out_dir), "backbone": cfg.model.backbone, "backend": model.backend,
+               "ensemble": cfg.train.ensemble, "members": cfg.train.members, "networks": networks,
+               "epochs_run": model.metrics["epochs_run"],
+               "train_seconds": round(model.metrics["train_seconds"], 2)}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        err.print(f"saved {cfg.train.ensemble} {cfg.model.backbone} ensemble of {networks} "
+                  f"networks "
+                  f"({model.backend} backend, "
+                  f"{summary['epochs_run']} epochs, {summary['train_seconds']} s) to {out_dir}")
+
+
+def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
+             as_json: JsonOpt = False) -> None:
+    """Score a saved model on a data file (original units; NLL per target value)."""
+    surrogate = Surrogate.load(model)
+    X, Y = load_xy(surrogate, data, x, y, require_y=True)
+    scores = score(surrogate.predict(X), Y)
+    if as_json:
+        print(json.dumps(scores))
+        return
+    table = Table("metric", "value", title=f"{model} on {data} ({len(X)} samples)")
+    for key, value in scores.items():
+        table.add_row(key, f"{value:.4g}")
+    out.print(table)
+
+
+def predict(model: ModelOpt, data: DataOpt,
+            out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
+            level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
+            x: XOpt = None) -> None:
+    """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
+    calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood)."""
+    surrogate = Surrogate.load(model)
+    X, _ = load_xy(surrogate, data, x, None, require_y=False)
+    raw = surrogate.predict(X, calibrated=False)  # one prediction serves both: OOD uses it raw
+    pred = surrogate.apply_calibration(raw)
+    lower, upper = pred.interval(level)
+    arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
+              "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
+    if surrogate.ood_detector is not None:  # models saved before OOD detection have none
+        arrays["ood_score"], arrays["ood"] = surrogate.ood(X, raw)
+    save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
+    err.print(f"wrote predictions for {len(X)} samples to {out_path}")
+
+
+def report(model: ModelOpt, data: DataOpt,
+           out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
+           x: XOpt = None, y: YOpt = None,
+           examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4) -> None:
+    """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores."""
+    from choral.evaluation.report import write_report  # matplotlib is slow to import: only here
+
+    surrogate = Surrogate.load(model)
+    X, Y = load_xy(surrogate, data, x, y, require_y=True)
+    pred = surrogate.predict(X)
+    info = {"model": str(model), "data": str(data), "backbone": surrogate.config.model.backbone,
+            "members": surrogate.config.train.members, "samples": len(X)}
+    index = write_report(out_dir, X, Y, pred, score(pred, Y), title=f"choral report: {model.name}",
+                         n_examples=examples, model_info=info)
+    err.print(f"wrote report to {index}")

@@ -1,0 +1,123 @@
+"""Settings of how an ensemble is trained: ``[train]``, ``[weightspace]``, ``[soup]`` and
+``[finetune]``.
+
+The allowed values come from their owners: ensemble methods from the registry
+(:data:`choral.ensembles.registry.METHODS`), backends from :mod:`choral.networks.members`;
+the learning-rate schedules are interpreted in :mod:`choral.ensembles.training` and
+:mod:`choral.ensembles.schedule`.
+
+Examples:
+    >>> TrainConfig().members, TrainConfig(ensemble="swag").ensemble
+    (5, 'swag')
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+
+from choral.ensembles.registry import METHODS
+from choral.networks.members import BACKENDS
+from choral.schema import Strict
+
+__all__ = ["LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig", "SoupConfig", "TrainConfig",
+           "WeightSpaceConfig"]
+
+LR_SCHEDULES = ("constant", "cosine")
+"""``train.lr_schedule``: a constant rate, or cosine annealing to zero over ``train.epochs``."""
+SWA_SCHEDULES = ("constant", "cyclic")
+"""``weightspace.schedule``: collect every epoch at one rate, or at the end of linear cycles."""
+
+
+class TrainConfig(Strict):
+    """How the ensemble is trained (Gaussian NLL, AdamW, early stopping per member).
+
+    The defaults were chosen on validation data carved out of UCI training splits, never on test
+    data (``benchmarks/uci_select.py``; figures in ``benchmarks/RESULTS.md``).
+    """
+
+    members: PositiveInt = 5
+    ensemble: str = "deep"
+    """How the ensemble is made, one of :data:`choral.ensembles.registry.METHODS`: ``deep``
+    trains ``members`` networks independently; the others are weight-space ensembles."""
+    epochs: PositiveInt = 1000
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 1e-2
+    weight_decay: float = Field(default=1e-4, ge=0)
+    lr_schedule: Literal[LR_SCHEDULES] = "constant"
+    """``cosine`` anneals the learning rate to zero over ``epochs`` (the same for every member)."""
+    val_fraction: float = Field(default=0.1, ge=0, lt=1)
+    patience: PositiveInt = 100
+    seed: int = 0
+    backend: Literal[("auto", *BACKENDS)] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("ensemble")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"expected one of {', '.join(METHODS)}")
+        return value
+
+
+class WeightSpaceConfig(Strict):
+    """Weight-space ensembles (:mod:`choral.ensembles`): SWA, SWAG, MultiSWAG, snapshots.
+
+    ``swa``, ``swag`` and ``snapshot`` train one network; ``multiswag`` runs SWAG on each of the
+    ``train.members`` members at once. By default a method first trains as the deep ensemble
+    does (early stopping), then runs ``epochs`` more epochs from the best weights at
+    ``swa_lr * train.lr``, collecting every epoch. These defaults were chosen among three
+    settings on validation data carved out of UCI training splits (boston, yacht; see
+    ``benchmarks/results/weightspace.md``), never on test data.
+    """
+
+    pretrain: bool = True
+    """First train as the deep ensemble does (early stopping on validation NLL, at most
+    ``train.epochs``), then run the ``epochs`` of the method from the best weights. Without it
+    the method's run starts from the initial weights and never stops early."""
+    epochs: PositiveInt | None = 50
+    """Epochs of the method's run; ``None`` means ``train.epochs``."""
+    swa_start: float = Field(default=0.0, ge=0, lt=1)
+    """Fraction of the epochs after which weights are collected (SWA average, SWAG moments)."""
+    swa_lr: PositiveFloat = 1.0
+    """Learning rate while collecting, as a factor of ``train.lr`` (lowest point when cyclic)."""
+    schedule: Literal[SWA_SCHEDULES] = "constant"
+    """``constant``: collect every epoch at ``swa_lr``; ``cyclic``: within each cycle of
+    ``cycle_epochs`` the factor falls linearly from 1 to ``swa_lr``, collected at the cycle end."""
+    cycle_epochs: PositiveInt = 1
+    rank: int = Field(default=10, ge=2)
+    """SWAG: columns K of the low-rank deviation matrix (the last K collected weights)."""
+    samples: PositiveInt = 20
+    """SWAG: networks sampled per SWAG posterior (per member for ``multiswag``)."""
+    cycles: PositiveInt = 5
+    """Snapshot ensembles: cosine cycles, one network kept at the end of each."""
+
+
+class SoupConfig(Strict):
+    """Model soups (``train.ensemble = "soup"``, :mod:`choral.ensembles.soup`).
+
+    One network is trained for ``start_fraction`` of ``train.epochs``; ``train.members``
+    ingredients are then fine-tuned from it for the remaining epochs, ingredient ``i`` with its
+    own mini-batch seed and learning rate ``train.lr * lr_factors[i % len(lr_factors)]``; their
+    weights are averaged into one network.
+    """
+
+    start_fraction: float = Field(default=0.5, gt=0, lt=1)
+    lr_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.1, 0.3, 1.0])
+    greedy: bool = True
+    """Greedy soup (add an ingredient only if the validation NLL improves); else uniform."""
+    save_ingredients: bool = False
+    """Also keep the ingredients' weights as the extra file ``soup_ingredients.safetensors``."""
+
+
+class FinetuneConfig(Strict):
+    """``choral finetune``: fine-tune on a new regime, then WiSE-FT interpolation."""
+
+    epochs: PositiveInt = 200
+    lr_factor: PositiveFloat = 0.1
+    """Fine-tuning learning rate as a multiple of ``train.lr``."""
+    alphas: int = Field(default=11, ge=2)
+    """Points of the curve: alpha in ``linspace(0, 1, alphas)``."""
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Share of the new-regime data held out to choose alpha."""

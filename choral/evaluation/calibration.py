@@ -1,0 +1,405 @@
+"""Post-hoc recalibration of any :class:`~choral.distributions.Predictive` on a held-out set.
+
+Three calibrators, each fitted on a predictive (n, ...) and the observed targets y (n, ...) of a
+calibration set, each applied to new predictives of the same per-sample shape, each saved as one
+JSON object (``calibration.json`` in a model directory):
+
+- :class:`Scale`: one factor ``c`` per output (per channel for fields) that stretches the
+  predictive about its mean, ``Y' = m + c (Y - m)``. For a mixture the component means become
+  ``m + c (mu_i - m)`` and the variances ``c^2 var_i``; written with the contract's ``affine``.
+- :class:`Isotonic`: quantile recalibration (Kuleshov et al. 2018): ``F'(y) = R(F(y))`` with
+  ``R`` the (isotonic) empirical CDF of the calibration PIT values, per output (per channel).
+- :class:`Conformal`: split-conformal intervals ``mean -+ q std`` with the score
+  ``|y - mean| / std`` and the finite-sample quantile ``ceil((n + 1) level)``-th smallest score,
+  per output value (per output for vectors, per cell for fields).
+
+Per-sample shapes: vectors (n, m) (parameters (m,)); fields (n, c, *grid) (``Scale`` and
+``Isotonic`` per channel (c,), ``Conformal`` per cell (c, *grid)).
+
+Examples:
+    >>> import torch
+    >>> from choral.distributions import GaussianMixture
+    >>> g = torch.Generator().manual_seed(0)
+    >>> y = 2.0 * torch.randn(4000, 1, generator=g, dtype=torch.float64)  # true sd 2, predicted 1
+    >>> pred = GaussianMixture(torch.zeros(1, 4000, 1), torch.ones(1, 4000, 1))
+    >>> cal = fit_calibrator("scale", pred, y)
+    >>> round(cal.factor.item(), 1)
+    2.0
+    >>> calibrator_from_dict(cal.to_dict()).apply(pred).stddev[0].tolist()  # doctest: +ELLIPSIS
+    [1.99...]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from choral.checks import check_choice, check_int
+from choral.distributions import Members, Predictive
+from choral.errors import DataError, ModelFileError
+from choral.evaluation.metrics import check_targets
+
+__all__ = ["METHODS", "Calibrator", "Conformal", "ConformalPredictive", "Isotonic", "Recalibrated",
+           "Scale", "calibrator_from_dict", "fit_calibrator"]
+
+_F64 = torch.float64
+_EPS = 1e-12
+
+
+def _targets(pred: Predictive, y: Any) -> torch.Tensor:
+    """``y`` as float64 of exactly the predictive's shape (n, ...) with n >= 2, or a DataError."""
+    y = check_targets(pred, y)
+    if y.shape[0] < 2:
+        raise DataError(f"calibration needs at least 2 samples; got {y.shape[0]}")
+    return y
+
+
+def _columns(t: torch.Tensor) -> torch.Tensor:
+    """(n, c, *grid) or (n, m) -> (c, N): one row per output/channel, samples and cells pooled."""
+    return t.movedim(1, 0).reshape(t.shape[1], -1)
+
+
+def _uncolumns(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`_columns` for a tensor of ``shape`` (n, c, *grid)."""
+    moved = (shape[1], shape[0], *shape[2:])
+    return t.reshape(moved).movedim(0, 1)
+
+
+def _per_channel(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Channel parameters (c,) shaped (c, 1, ..., 1) to broadcast against (n, c, *grid)."""
+    return values.reshape((-1,) + (1,) * (len(shape) - 2))
+
+
+def _check_shape(name: str, got: Sequence[int], pred: Predictive, per_cell: bool) -> None:
+    want = tuple(pred.shape[1:]) if per_cell else (pred.shape[1],)
+    if tuple(got) != want:
+        raise DataError(f"the {name} calibration was fitted for outputs of shape {tuple(got)}; "
+                        f"this predictive has {want}")
+
+
+class Scale:
+    """Variance scaling: ``Y' = m + c (Y - m)`` with one factor ``c`` per output (channel).
+
+    Fitted by moment matching, ``c^2 = mean((y - m)^2 / var)`` over the calibration set (the
+    maximum-likelihood factor when the predictive is Gaussian), so the scaled predictive's
+    standardised residuals have unit mean square.
+
+    Args:
+        factor: the factors ``c`` (c,), all > 0.
+    """
+
+    method = "scale"
+
+    def __init__(self, factor: Any) -> None:
+        self.factor = torch.as_tensor(factor, dtype=_F64).reshape(-1)
+        if not bool((self.factor > 0).all()) or not bool(torch.isfinite(self.factor).all()):
+            raise DataError(f"scale factors must be finite and > 0; got {self.factor.tolist()}")
+
+    @classmethod
+    def fit(cls, pred: Predictive, y: Any) -> Scale:
+        y = _targets(pred, y)
+        z2 = (y - pred.mean) ** 2 / pred.variance
+        return cls(torch.sqrt(_columns(z2).mean(1)).clamp_min(_EPS))
+
+    def apply(self, pred: Predictive) -> Predictive:
+        _check_shape("scale", self.factor.shape, pred, per_cell=False)
+        c = _per_channel(self.factor, pred.shape)
+        return pred.affine(pred.mean * (1.0 - c), c)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "factor": self.factor.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scale:
+        return cls(d["factor"])
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Piecewise-linear ``f(x)`` and its slope, row by row: x (c, N), knots xp, fp (c, K)."""
+    k = xp.shape[1]
+    hi = torch.searchsorted(xp.contiguous(), x.contiguous(), right=True).clamp(1, k - 1)
+    x0, x1 = xp.gather(1, hi - 1), xp.gather(1, hi)
+    f0, f1 = fp.gather(1, hi - 1), fp.gather(1, hi)
+    dx = (x1 - x0).clamp_min(_EPS)
+    t = ((x - x0) / dx).clamp(0.0, 1.0)
+    return f0 + t * (f1 - f0), (f1 - f0) / dx
+
+
+class Isotonic:
+    """Quantile recalibration: ``F'(y) = R(F(y))``, ``R`` the calibration PIT's CDF per output.
+
+    The isotonic regression of the empirical CDF of the PIT values ``u = F(y)`` on ``u``
+    (Kuleshov et al. 2018) is that empirical CDF itself (it is already monotone), so no solver is
+    needed. ``R`` is stored as ``K + 2`` knots per output: ``R(0) = 0``, ``R(1) = 1`` and
+    ``R(x_k) = k / (K + 1)`` at the PIT's empirical quantiles ``x_k``; between knots ``R`` is
+    linear, hence continuous and strictly increasing, so ``R^{-1}`` exists and the density
+    ``f'(y) = R'(F(y)) f(y)`` (chain rule) is piecewise a constant multiple of the base density.
+    A PIT that rounds to exactly 0 or 1 (a badly overconfident base) carries no information
+    about how far out ``y`` fell: ``R`` cannot widen tails the base has cut off. Few knots
+    (``K = ceil(sqrt(N))`` by default) keep ``R'`` and hence the density smooth: with one knot
+    per calibration value the NLL on UCI test splits was 0.1-0.4 nats worse than with ~10-20.
+
+    Args:
+        knots: ``x_k`` (c, K + 2), each row nondecreasing from 0 to 1.
+    """
+
+    method = "isotonic"
+
+    def __init__(self, knots: Any) -> None:
+        self.knots = torch.as_tensor(knots, dtype=_F64)
+        if self.knots.ndim != 2 or self.knots.shape[1] < 2:
+            raise DataError(f"isotonic knots must be (c, K) with K >= 2; got "
+                            f"{tuple(self.knots.shape)}")
+        k = self.knots.shape[1]
+        self.levels = (torch.arange(k, dtype=_F64) / (k - 1)).expand_as(self.knots)
+
+    @classmethod
+    def fit(cls, pred: Predictive, y: Any, n_knots: int | None = None) -> Isotonic:
+        """Fit on pred (n, ...) and y (n, ...); ``n_knots`` inner knots per output, by default
+        ``ceil(sqrt(N))`` for N calibration values per output (at most 1000)."""
+        u = torch.sort(_columns(pred.cdf(_targets(pred, y))), dim=1).values  # (c, N)
+        if n_knots is not None:
+            check_int(n_knots, "n_knots", minimum=1)
+        k = min(u.shape[1], n_knots or min(1000, math.ceil(math.sqrt(u.shape[1]))))
+        p = torch.arange(1, k + 1, dtype=_F64) / (k + 1)
+        inner = _interp(p.expand(len(u), k), torch.linspace(0, 1, u.shape[1], dtype=_F64)
+                        .expand_as(u), u)[0]  # empirical quantiles (c, k), linear between
+        zero, one = torch.zeros(len(u), 1, dtype=_F64), torch.ones(len(u), 1, dtype=_F64)
+        return cls(torch.cat([zero, inner, one], dim=1))
+
+    def recalibrate(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``R(u)`` and ``R'(u)`` for PIT values ``u`` (n, c, *grid)."""
+        r, slope = _interp(_columns(u), self.knots, self.levels)
+        return _uncolumns(r, u.shape), _uncolumns(slope, u.shape)
+
+    def inverse(self, p: torch.Tensor) -> torch.Tensor:
+        """``R^{-1}(p)`` for probabilities ``p`` (n, c, *grid)."""
+        r, _ = _interp(_columns(p), self.levels.contiguous(), self.knots)
+        return _uncolumns(r, p.shape)
+
+    def apply(self, pred: Predictive) -> Recalibrated:
+        _check_shape("isotonic", self.knots.shape[:1], pred, per_cell=False)
+        return Recalibrated(pred, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "knots": self.knots.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Isotonic:
+        return cls(d["knots"])
+
+
+class _Wrapped(Predictive):
+    """A predictive that delegates everything to ``base``; subclasses override what changes."""
+
+    def __init__(self, base: Predictive, calibrator: Any) -> None:
+        self.base, self.calibrator = base, calibrator
+
+    def rebase(self, base: Predictive) -> _Wrapped:
+        """The same calibration on another base predictive (e.g. a subset of its samples)."""
+        return type(self)(base, self.calibrator)
+
+    def select(self, idx: Any, flat: bool = False) -> _Wrapped:
+        return self.rebase(self.base.select(idx, flat))
+
+    def affine(self, loc: Any, scale: Any) -> _Wrapped:
+        """The same calibration on ``scale * Y + loc`` (``scale > 0``): PIT values and conformal
+        scores ``|y - mean| / std`` are unchanged by it."""
+        return self.rebase(self.base.affine(loc, scale))
+
+    shape = property(lambda self: self.base.shape)
+    mean = property(lambda self: self.base.mean)
+    variance = property(lambda self: self.base.variance)
+    aleatoric = property(lambda self: self.base.aleatoric)
+    epistemic = property(lambda self: self.base.epistemic)
+
+    def members(self) -> Members:
+        return self.base.members()
+
+    def log_prob(self, y: Any, joint: bool = False) -> torch.Tensor:
+        return self.base.log_prob(y, joint)
+
+    def cdf(self, y: Any) -> torch.Tensor:
+        return self.base.cdf(y)
+
+    def quantile(self, p: Any) -> torch.Tensor:
+        return self.base.quantile(p)
+
+    def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.base.sample(k, generator)
+
+    def crps(self, y: Any, levels: int = 199) -> torch.Tensor:
+        return self.base.crps(y, levels)
+
+
+class Recalibrated(_Wrapped):
+    """The base predictive with its CDF passed through ``R``: ``F'(y) = R(F(y))``.
+
+    Per value: ``quantile(p) = F^{-1}(R^{-1}(p))``; ``log_prob(y) = log f(y) + log R'(F(y))``;
+    the mean and variance are the midpoint rule on ``levels`` quantiles (tails beyond
+    ``1/(2 levels)`` are neglected), computed once; ``aleatoric`` and ``epistemic`` are the
+    base's, scaled by the ratio ``r`` of the variances; the per-member view spreads the base's
+    members about the new mean by ``sqrt(r)`` and scales their variances by ``r``, so its mixture
+    moments are these. The CRPS uses the generic quantile rule.
+
+    Jointly, every output value is moved by the monotone map ``T(y) = F^{-1}(R^{-1}(F(y)))``,
+    which carries the base's marginals to the recalibrated ones and keeps the base's dependence
+    between values: ``sample`` maps member-coherent base draws through ``T``, and the joint log
+    density is the base's at ``z = T^{-1}(y) = F^{-1}(R(F(y)))`` plus the log Jacobian
+    ``sum_j [log R'(F(y_j)) + log f(y_j) - log f(z_j)]`` (the per-value densities ``f``).
+
+    Examples:
+        >>> import torch
+        >>> from choral.distributions import GaussianMixture
+        >>> base = GaussianMixture(torch.zeros(1, 2, 1), torch.ones(1, 2, 1))
+        >>> r = Recalibrated(base, Isotonic([[0.0, 0.5, 1.0]]))  # the identity map
+        >>> round(r.cdf(torch.tensor([[1.0], [0.0]]))[0].item(), 6), round(base.cdf(
+        ...     torch.tensor([[1.0], [0.0]]))[0].item(), 6)
+        (0.841345, 0.841345)
+    """
+
+    levels = 64
+
+    def cdf(self, y: Any) -> torch.Tensor:
+        return self.calibrator.recalibrate(self.base.cdf(y))[0]
+
+    def log_prob(self, y: Any, joint: bool = False) -> torch.Tensor:
+        u = self.base.cdf(y)
+        _, slope = self.calibrator.recalibrate(u)
+        per_value = self.base.log_prob(y) + torch.log(slope)
+        if not joint:
+            return per_value
+        r = self.calibrator.recalibrate(u)[0].clamp(_EPS, 1.0 - _EPS)
+        z = self.base.quantile(r)  # T^{-1}(y)
+        jacobian = per_value - self.base.log_prob(z)
+        return self.base.log_prob(z, joint=True) + self._sum_outputs(jacobian)
+
+    def quantile(self, p: Any) -> torch.Tensor:
+        p = self._p(p)
+        return self.base.quantile(self.calibrator.inverse(p).clamp(_EPS, 1.0 - _EPS))
+
+    crps = Predictive.crps
+
+    @cached_property
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        taus = (torch.arange(self.levels, dtype=_F64) + 0.5) / self.levels
+        q = torch.stack([self.quantile(float(t)) for t in taus])
+        return q.mean(0), q.var(0, correction=0)
+
+    mean = property(lambda self: self._moments[0])
+    variance = property(lambda self: self._moments[1])
+    aleatoric = property(lambda self: self.base.aleatoric * self._ratio)
+    epistemic = property(lambda self: self.base.epistemic * self._ratio)
+    _ratio = property(lambda self: self.variance / self.base.variance)
+
+    def members(self) -> Members:
+        base = self.base.members()
+        r = self._ratio
+        return Members(self.mean + r.sqrt() * (base.means - self.base.mean), base.variances * r,
+                       base.weights)
+
+    def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``k`` member-coherent draws (k, n, ...): base draws mapped through ``T``."""
+        draws = self.base.sample(k, generator)  # (k, n, ...)
+        n = self.shape[0]
+        step = max(1, 2**20 // self.shape.numel())  # draws per batch: bounded memory
+        out = []
+        for part in draws.split(step):  # each batch as (b n, ...): one bisection for all
+            many = self.rebase(self.base.select(torch.arange(n).repeat(len(part))))
+            u = many.base.cdf(part.flatten(0, 1)).clamp(_EPS, 1.0 - _EPS)
+            out.append(many.quantile(u).reshape(part.shape))
+        return torch.cat(out)
+
+
+def _level_key(level: float) -> str:
+    return f"{float(level):.6g}"
+
+
+class Conformal:
+    """Split-conformal intervals ``mean -+ q_level std`` per output value.
+
+    With scores ``r_j = |y_j - mean_j| / std_j`` on ``n`` calibration samples, ``q_level`` is the
+    ``ceil((n + 1) level)``-th smallest score (infinite when that exceeds ``n``), so a new
+    exchangeable sample falls inside with probability at least ``level`` (and below
+    ``level + 1/(n + 1)`` without ties). Quantiles are taken over samples for every output value
+    separately (per cell for fields) and stored for the given ``levels``.
+
+    Args:
+        q: {level: quantiles (...)} (the per-sample shape without n).
+    """
+
+    method = "conformal"
+    default_levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+    def __init__(self, q: dict[float, Any]) -> None:
+        self.q = {float(k): torch.as_tensor(v, dtype=_F64) for k, v in q.items()}
+
+    @classmethod
+    def fit(cls, pred: Predictive, y: Any, levels: Sequence[float] = default_levels) -> Conformal:
+        y = _targets(pred, y)
+        for level in levels:
+            if not isinstance(level, int | float) or not 0.0 < level < 1.0:
+                raise DataError(f"conformal levels must lie in (0, 1); got {level!r}")
+        scores = torch.sort((y - pred.mean).abs() / pred.stddev.clamp_min(1e-300), dim=0).values
+        n = scores.shape[0]
+        q = {}
+        for level in levels:
+            k = math.ceil((n + 1) * level - 1e-9)
+            q[float(level)] = scores[k - 1] if k <= n else torch.full_like(scores[0], math.inf)
+        return cls(q)
+
+    def apply(self, pred: Predictive) -> ConformalPredictive:
+        _check_shape("conformal", next(iter(self.q.values())).shape, pred, per_cell=True)
+        return ConformalPredictive(pred, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "q": {_level_key(k): v.tolist() for k, v in self.q.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Conformal:
+        return cls({float(k): v for k, v in d["q"].items()})
+
+
+class ConformalPredictive(_Wrapped):
+    """The base predictive with conformal central intervals; everything else is the base's.
+
+    Only ``interval(level)`` changes, and only at the stored levels (another level is a
+    DataError naming them): conformal prediction calibrates intervals, not densities.
+    """
+
+    def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.calibrator.q
+        found = [v for k, v in q.items() if abs(k - level) < 1e-9]
+        if not found:
+            raise DataError(f"level {level!r} has no conformal quantile; calibrated levels: "
+                            f"{sorted(q)} (refit with levels=...)")
+        half = found[0] * self.base.stddev
+        return self.base.mean - half, self.base.mean + half
+
+
+METHODS = {c.method: c for c in (Scale, Isotonic, Conformal)}
+"""The calibrators by name: the one source of ``--method``'s allowed values."""
+Calibrator = Scale | Isotonic | Conformal
+
+
+def fit_calibrator(method: str, pred: Predictive, y: Any, **options: Any) -> Calibrator:
+    """Fit the calibrator ``method`` (scale, isotonic or conformal) on ``pred`` (n, ...) and
+    ``y`` (n, ...); ``options`` go to its ``fit`` (e.g. ``levels`` for conformal)."""
+    return METHODS[check_choice(method, "method", METHODS)].fit(pred, y, **options)
+
+
+def calibrator_from_dict(d: dict[str, Any]) -> Calibrator:
+    """Rebuild a calibrator from its ``to_dict`` (the content of ``calibration.json``)."""
+    method = d.get("method") if isinstance(d, dict) else None
+    if method not in METHODS:
+        raise ModelFileError(f"calibration.json must name a method among "
+                             f"{', '.join(METHODS)}; got {method!r}")
+    try:
+        return METHODS[method].from_dict(d)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"calibration.json is not a valid {method} calibration "
+                             f"({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,155 @@
+"""Scores of a predictive against observed targets.
+
+Every function takes a predictive (any :class:`~choral.distributions.Predictive`) and targets ``y``
+of the predictive's shape (n, ...) and returns a Python float averaged over every target value
+(all samples and all outputs), so the NLL is per target value, as in published UCI tables.
+
+Examples:
+    >>> import torch
+    >>> from choral.distributions import GaussianMixture
+    >>> mix = GaussianMixture(torch.zeros(1, 2, 1), torch.ones(1, 2, 1))
+    >>> y = torch.tensor([[1.0], [-1.0]])
+    >>> rmse(mix, y), round(nll(mix, y), 6), coverage(mix, y, level=0.9)
+    (1.0, 1.418939, 1.0)
+    >>> sorted(evaluate(mix, y))  # doctest: +NORMALIZE_WHITESPACE
+    ['calibration_error', 'coverage_50', 'coverage_90', 'crps', 'interval_score_90',
+     'interval_width_90', 'mean_std', 'nll', 'rmse']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from choral.checks import as_float64, check_int
+from choral.distributions import Predictive
+from choral.errors import DataError
+
+__all__ = ["calibration_error", "check_targets", "coverage", "crps", "evaluate",
+           "interval_score", "interval_width", "nll", "nrmse", "pit", "relative_l2", "rmse"]
+
+
+def check_targets(predictive: Predictive, y: Any) -> torch.Tensor:
+    """``y`` as a float64 tensor of exactly the predictive's shape, or a DataError."""
+    t = as_float64(y, "y")
+    if t.shape != predictive.shape:
+        raise DataError(f"y must have the predictive's shape {tuple(predictive.shape)}; got "
+                        f"{tuple(t.shape)}")
+    return t
+
+
+def rmse(predictive: Predictive, y: Any) -> float:
+    """Root mean squared error of the mixture mean."""
+    y = check_targets(predictive, y)
+    return torch.sqrt(((predictive.mean - y) ** 2).mean()).item()
+
+
+def nll(predictive: Predictive, y: Any) -> float:
+    """Negative log likelihood per target value: ``-mean log p(y)``."""
+    return -predictive.log_prob(check_targets(predictive, y)).mean().item()
+
+
+def crps(predictive: Predictive, y: Any) -> float:
+    """Mean CRPS (closed form where the predictive has one; in the targets' units; lower is
+    better)."""
+    return predictive.crps(check_targets(predictive, y)).mean().item()
+
+
+def _coverage(y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> float:
+    return ((y >= lower) & (y <= upper)).double().mean().item()
+
+
+def coverage(predictive: Predictive, y: Any, level: float = 0.9) -> float:
+    """Fraction of target values inside the central ``level`` interval (ideally ``level``)."""
+    y = check_targets(predictive, y)
+    return _coverage(y, *predictive.interval(level))
+
+
+def pit(predictive: Predictive, y: Any) -> torch.Tensor:
+    """Probability integral transform ``F(y)`` (n, ...); uniform on (0, 1) if calibrated."""
+    return predictive.cdf(check_targets(predictive, y))
+
+
+def calibration_error(predictive: Predictive, y: Any, levels: int = 99) -> float:
+    """Mean absolute deviation of the PIT's empirical CDF from the uniform CDF.
+
+    With ``p_j = j / (levels + 1)`` for ``j = 1..levels``, this is
+    ``mean_j |#{PIT <= p_j} / N - p_j|`` over all ``N`` target values: 0 for perfect calibration,
+    up to about 0.5 for a predictive that is always wrong in the same direction.
+    """
+    check_int(levels, "levels", minimum=1)
+    u = torch.sort(pit(predictive, y).reshape(-1)).values
+    p = torch.arange(1, levels + 1, dtype=torch.float64) / (levels + 1)
+    frac = torch.searchsorted(u, p, right=True).double() / u.numel()
+    return (frac - p).abs().mean().item()
+
+
+def relative_l2(predictive: Predictive, y: Any) -> float:
+    """Mean over samples of ``||mean_i - y_i||_2 / ||y_i||_2`` (the FNO paper's test error).
+
+    >>> import torch
+    >>> from choral.distributions import GaussianMixture
+    >>> mix = GaussianMixture(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    >>> relative_l2(mix, torch.full((2, 1, 4), 2.0))
+    0.5
+    """
+    y = check_targets(predictive, y)
+    err = (predictive.mean - y).flatten(1).norm(dim=1)
+    return (err / y.flatten(1).norm(dim=1)).mean().item()
+
+
+def nrmse(predictive: Predictive, y: Any) -> float:
+    """RMSE divided by the targets' standard deviation (0 perfect, 1 as good as their mean)."""
+    y = check_targets(predictive, y)
+    return rmse(predictive, y) / y.std().item()
+
+
+def interval_width(predictive: Predictive, level: float = 0.9) -> float:
+    """Mean width of the central ``level`` interval (sharpness; lower is sharper)."""
+    lower, upper = predictive.interval(level)
+    return (upper - lower).mean().item()
+
+
+def _interval_score(y, lower, upper, level):
+    alpha = 1.0 - level
+    below, above = (lower - y).clamp_min(0.0), (y - upper).clamp_min(0.0)
+    return ((upper - lower) + 2.0 / alpha * (below + above)).mean().item()
+
+
+def interval_score(predictive: Predictive, y: Any, level: float = 0.9) -> float:
+    """Mean interval score of the central ``level`` interval [l, u] (Gneiting & Raftery 2007).
+
+    ``(u - l) + 2 / alpha * ((l - y)_+ + (y - u)_+)`` with ``alpha = 1 - level``: width plus a
+    penalty for every miss (lower is better; proper for the ``alpha / 2`` and ``1 - alpha / 2``
+    quantiles).
+
+    >>> import torch
+    >>> from choral.distributions import GaussianMixture
+    >>> mix = GaussianMixture(torch.zeros(1, 1, 1), torch.ones(1, 1, 1))
+    >>> round(interval_score(mix, [[0.0]], 0.9), 6)  # the width 2 * 1.644854
+    3.289707
+    """
+    y = check_targets(predictive, y)
+    return _interval_score(y, *predictive.interval(level), level)
+
+
+def evaluate(predictive: Predictive, y: Any) -> dict[str, float]:
+    """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
+    mean_std, interval_width_90 and interval_score_90; for fields (n, c, *grid) also rel_l2
+    and nrmse."""
+    y = check_targets(predictive, y)
+    lo90, hi90 = predictive.interval(0.9)
+    fields = {"rel_l2": relative_l2(predictive, y), "nrmse": nrmse(predictive, y)} \
+        if y.ndim > 2 else {}
+    return {**fields,
+        "rmse": rmse(predictive, y),
+        "nll": nll(predictive, y),
+        "crps": crps(predictive, y),
+        "coverage_90": _coverage(y, lo90, hi90),
+        "coverage_50": coverage(predictive, y, 0.5),
+        "calibration_error": calibration_error(predictive, y),
+        "mean_std": predictive.stddev.mean().item(),
+        "interval_width_90": (hi90 - lo90).mean().item(),
+        "interval_score_90": _interval_score(y, lo90, hi90, 0.9),
+    }

@@ -1,0 +1,52 @@
+"""Build the member network and its head from the ``[model]`` settings.
+
+A backbone is a plain ``nn.Module`` whose output carries the head's channels per target.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from choral.errors import DataError
+from choral.networks.config import ModelConfig
+from choral.networks.heads import GaussianHead, Head, MDNHead, QuantileHead
+from choral.networks.mlp import MLP
+from choral.networks.unet import UNet
+
+__all__ = ["build_backbone", "make_head"]
+
+
+def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[int, ...],
+                   channels: int = 2) -> nn.Module:
+    """The member network for one sample of shape ``x_shape`` and targets ``y_shape``.
+
+    Its output has ``channels`` (the head's) channels per target: (n, channels * m) for the MLP
+    on vectors (n, d), (n, channels * c_out, *grid) for the U-Net on fields (n, c_in, *grid).
+    """
+    if cfg.backbone == "mlp":
+        if len(x_shape) != 1 or len(y_shape) != 1:
+            raise DataError(f"the mlp backbone maps vectors X (n, d) to Y (n, m); got one sample "
+                            f"of X shaped {x_shape} and of Y {y_shape} (use backbone = 'unet' for "
+                            "fields)")
+        return MLP(x_shape[0], channels * y_shape[0], cfg.hidden, cfg.activation)
+    if len(x_shape) not in (2, 3) or x_shape[1:] != y_shape[1:]:
+        raise DataError(f"the unet backbone maps fields X (n, c_in, *grid) to Y (n, c_out, *grid) "
+                        f"on the same 1-D or 2-D grid; got X samples {x_shape} and Y {y_shape}")
+    u = cfg.unet
+    return UNet(x_shape[0], channels * y_shape[0], dim=len(x_shape) - 1, depth=u.depth,
+                width=u.width, multipliers=u.multipliers, norm=u.norm, activation=cfg.activation,
+                padding_mode=u.padding_mode, kernel_size=u.kernel_size,
+                downsample=u.downsample, upsample=u.upsample)
+
+
+
+def make_head(cfg: ModelConfig) -> Head:
+    """The head named by ``cfg.head``, with its settings."""
+    if cfg.head == "mdn":
+        return MDNHead(cfg.components, cfg.variance_floor)
+    if cfg.head == "quantile":
+        return QuantileHead(cfg.quantile_levels, math.sqrt(cfg.variance_floor),
+                            cfg.quantile_combine)
+    return GaussianHead(cfg.variance_floor)

@@ -1,0 +1,308 @@
+"""The surrogate: an ensemble of distribution members behind ``fit`` / ``predict`` / ``save``.
+
+Examples:
+    >>> import numpy as np
+    >>> from choral.config import Config
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (64, 2)); Y = X[:, :1] ** 2
+    >>> cfg = Config().updated(**{"train.members": 3, "train.epochs": 5})
+    >>> pred = Surrogate(cfg).fit(X, Y).predict(X[:4])
+    >>> tuple(pred.mean.shape), tuple(pred.member_means.shape)
+    ((4, 1), (3, 4, 1))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from choral.config import Config
+from choral.data import check_arrays
+from choral.distributions import Predictive
+from choral.ensembles import TrainContext
+from choral.ensembles import fit as fit_ensemble
+from choral.ensembles.training import EpochCallback, History, train_members
+from choral.errors import DataError, ModelFileError
+from choral.evaluation.calibration import Calibrator, calibrator_from_dict, fit_calibrator
+from choral.evaluation.ood import OODDetector, pooled_features
+from choral.networks import build_backbone, make_head
+from choral.networks.members import (
+    choose_backend,
+    init_members,
+    member_forward,
+    own_storage,
+    predict_members,
+)
+from choral.normalise import Standardiser
+from choral.storage import ModelFiles, read_model_dir, write_model_dir
+
+__all__ = ["Surrogate", "member_seeds", "split_indices"]
+
+FORMAT = {"format": "choral-surrogate", "version": 1}
+
+
+def member_seeds(seed: int, s: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Independent (initialisation seeds (s,), mini-batch seeds (s,), split seed) from ``seed``."""
+    init, batch, split = np.random.SeedSequence(seed).spawn(3)
+    return init.generate_state(s), batch.generate_state(s), int(split.generate_state(1)[0])
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Shuffled train and validation indices, with at least one validation row when asked."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = min(max(int(round(fraction * n)), 1 if fraction > 0 else 0), n - 1)
+    return perm[n_val:], perm[:n_val]
+
+
+class Surrogate:
+    """A vectorised ensemble whose predictive is the mixture of its members' distributions.
+
+    State after :meth:`fit` or :meth:`load`: ``params`` (stacked member weights (s, ...)),
+    ``x_norm`` / ``y_norm`` (standardisers), ``ood_detector``, ``calibrator`` (``None`` until
+    :meth:`calibrate`), ``metrics``, ``records`` (what the ensemble method recorded, by name),
+    ``head`` and ``forward``, the stacked member forward ``(params (s, ...), x (s, b, ...)) ->
+    outputs (s, b, ...)``.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.params: dict[str, Tensor] | None = None
+        self.metrics: dict[str, Any] = {}
+        self.calibrator: Calibrator | None = None
+        self.ood_detector: OODDetector | None = None
+        self.records: dict[str, dict[str, Any]] = {}
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None) -> Surrogate:
+        """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
+        fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net; returns ``self``."""
+        X, Y = check_arrays(X, Y)
+        cfg = self.config
+        self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
+        self.x_shape, self.y_shape = X.shape[1:], Y.shape[1:]
+        dtype = getattr(torch, cfg.train.dtype)
+        Z = self.x_norm.transform(X)
+        Xs = torch.as_tensor(Z, dtype=dtype)
+        Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype)
+        init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
+        train_idx, val_idx = split_indices(len(Xs), cfg.train.val_fraction, split_seed)
+        val = (Xs[val_idx], Ys[val_idx]) if len(val_idx) else (None, None)
+        init_params = self._build(init_seeds, dtype, probe=Xs[:2])
+        start = time.perf_counter()
+        params, history = self._train(init_params, Xs[train_idx], Ys[train_idx], *val,
+                                      batch_seeds, on_epoch)
+        self.params = own_storage(params)
+        self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
+                        "n_val": len(val_idx), "backend": self.backend, **vars(history)}
+        self.calibrator = None  # fitted to the previous networks
+        self._fit_ood(X, Z, train_idx.numpy(), val_idx.numpy())
+        return self
+
+    def _fit_ood(self, X: np.ndarray, Z: np.ndarray, train_idx: np.ndarray,
+                 val_idx: np.ndarray) -> None:
+        """Fit the OOD detector from inputs ``X`` and their standardised ``Z``: density of the
+        training inputs, threshold on the validation inputs (on the training inputs when there
+        is no validation split)."""
+        val_idx = val_idx if len(val_idx) else train_idx
+        features = pooled_features(Z)
+        self.ood_detector = OODDetector.fit(features[train_idx], features[val_idx],
+                                            self._epistemic(X[val_idx]),
+                                            seed=self.config.train.seed)
+
+    def _epistemic(self, X: np.ndarray, pred: Predictive | None = None) -> np.ndarray:
+        """Mean epistemic variance per sample (n,), in standardised target units."""
+        pred = self.predict(X, calibrated=False) if pred is None else pred
+        _, scale = self.y_norm.loc_scale(pred.epistemic.ndim)
+        return (pred.epistemic / torch.as_tensor(scale) ** 2).flatten(1).mean(1).numpy()
+
+    def calibrate(self, X: Any, Y: Any, method: str = "conformal", *,
+                  pred: Predictive | None = None, **options: Any) -> Surrogate:
+        """Fit a post-hoc calibration (``scale``, ``isotonic`` or ``conformal``; see
+        :mod:`choral.evaluation.calibration`) on held-out ``X``, ``Y``, applied by
+        :meth:`predict` from then on. ``pred``, the uncalibrated predictive at ``X``, saves a
+        second prediction when given. Returns ``self``."""
+        X, Y = check_arrays(X, Y)
+        pred = self.predict(X, calibrated=False) if pred is None else pred
+        self.calibrator = fit_calibrator(method, pred, Y, **options)
+        return self
+
+    def ood(self, X: Any, pred: Predictive | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """OOD scores (n,) and flags (n,) of inputs ``X`` (see :mod:`choral.evaluation.ood`);
+        ``pred``, the uncalibrated predictive at ``X``, saves a second prediction when given."""
+        if self.ood_detector is None:
+            raise ModelFileError("this model has no OOD detector (saved before OOD detection "
+                                 "existed): refit it")
+        X, _ = check_arrays(X)
+        return self.ood_detector(pooled_features(self.x_norm.transform(X)),
+                                 self._epistemic(X, pred))
+
+    def _build(self, init_seeds: np.ndarray, dtype: torch.dtype,
+               probe: Tensor | None) -> dict[str, Tensor]:
+        """Make the head, the member template and the forward; the initial members (s, ...)."""
+        self.head = make_head(self.config.model)
+
+        def make() -> torch.nn.Module:
+            return build_backbone(self.config.model, self.x_shape, self.y_shape,
+                                  self.head.channels)
+
+        self.template, init_params = init_members(make, init_seeds, dtype)
+        self.backend = choose_backend(self.template, self.config.train.backend, probe)
+        self.forward = member_forward(self.template, self.backend)
+        return init_params
+
+    def _train(self, init_params, X, Y, X_val, Y_val, batch_seeds, on_epoch):
+        cfg = self.config
+        if self.backend != "loop" or cfg.train.ensemble != "deep":
+            ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
+                               batch_seeds, self.head.loss, on_epoch, self.template,
+                               cfg.weightspace, cfg.soup)
+            result = fit_ensemble(cfg.train.ensemble, ctx)
+            self.records = dict(result.records)
+            return result.params, result.history
+        args = (X, Y, X_val, Y_val, cfg.train)
+        parts, history = [], History()
+        for i in range(len(batch_seeds)):  # the fallback: one member after another
+            sub = {k: v[i:i + 1] for k, v in init_params.items()}
+            best, h = train_members(self.forward, sub, *args, batch_seeds[i:i + 1],
+                                    self.head.loss, on_epoch)
+            parts.append(best)
+            history.epochs_run = max(history.epochs_run, h.epochs_run)
+            for key in ("best_epoch", "best_val_nll", "train_nll"):
+                getattr(history, key).extend(getattr(h, key))
+        self.records = {}
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, history
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _check_fitted(self) -> dict[str, Tensor]:
+        if self.params is None:
+            raise DataError("this surrogate is not fitted yet: call fit(X, Y) or load(dir)")
+        return self.params
+
+    def predict(self, X: Any, calibrated: bool = True) -> Predictive:
+        """The mixture predictive at ``X`` (n, d) or (n, c_in, *grid), in original units.
+
+        Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...). With a calibration
+        (:meth:`calibrate`) and ``calibrated=True`` it is the recalibrated predictive.
+        """
+        params = self._check_fitted()
+        X, _ = check_arrays(X)
+        if X.shape[1:] != self.x_shape:
+            raise DataError(f"X must have {self.x_shape} features per sample, as in training; "
+                            f"got shape {X.shape}")
+        first = next(iter(params.values()))
+        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype)
+        chunk = max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))  # rows x members
+        out = predict_members(self.forward, params, Xs, chunk)
+        loc, scale = self.y_norm.loc_scale(out.ndim - 1)
+        pred = self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
+        return self.apply_calibration(pred) if calibrated else pred
+
+    def member_means(self, X: Tensor) -> Tensor:
+        """Member means (s, n, ...) at ``X`` (n, d) or (n, c_in, *grid), in original units and
+        ``X``'s dtype, differentiable with respect to ``X`` (for gradient-based acquisition
+        optimisers such as BoTorch's).
+
+        Examples:
+            >>> import numpy as np
+            >>> from choral.config import Config
+            >>> X = np.random.default_rng(0).uniform(0, 1, (32, 2))
+            >>> model = Surrogate(Config().updated(**{"train.members": 2, "train.epochs": 2}))
+            >>> model = model.fit(X, X.sum(1, keepdims=True))
+            >>> x = torch.zeros(3, 2, dtype=torch.float64, requires_grad=True)
+            >>> model.member_means(x).sum().backward(); tuple(x.grad.shape)
+            (3, 2)
+        """
+        params = self._check_fitted()
+        if not isinstance(X, Tensor) or tuple(X.shape[1:]) != tuple(self.x_shape):
+            raise DataError(f"X must be a tensor of shape (n, {', '.join(map(str, self.x_shape))})"
+                            f"; got {type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}")
+        first = next(iter(params.values()))
+        x_loc, x_scale = (torch.as_tensor(a, dtype=X.dtype)
+                          for a in self.x_norm.loc_scale(X.ndim))
+        y_loc, y_scale = (torch.as_tensor(a, dtype=X.dtype)
+                          for a in self.y_norm.loc_scale(X.ndim - len(self.x_shape)
+                                                         + len(self.y_shape)))
+        xs = ((X - x_loc) / x_scale).to(first.dtype)
+        out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
+        return self.head.member_means(out).to(X.dtype) * y_scale + y_loc
+
+    def apply_calibration(self, pred: Predictive) -> Predictive:
+        """The uncalibrated predictive ``pred`` (``predict(X, calibrated=False)``) with the
+        calibration applied; ``pred`` itself when the model has none."""
+        return pred if self.calibrator is None else self.calibrator.apply(pred)
+
+    def with_params(self, params: dict[str, Tensor]) -> Surrogate:
+        """A copy evaluating the networks ``params`` (s, ...) with this surrogate's config,
+        network, standardisers and OOD detector (e.g. fine-tuned weights judged in the original
+        units); without calibration, metrics or records."""
+        other = copy.copy(self)
+        other.params, other.metrics, other.records = own_storage(params), {}, {}
+        other.calibrator = None
+        return other
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> None:
+        """Write the model directory atomically (see :mod:`choral.storage`)."""
+        params = self._check_fitted()
+        config = {**FORMAT, "config": self.config.model_dump(), "backend": self.backend,
+                  "x_shape": list(self.x_shape), "y_shape": list(self.y_shape)}
+        write_model_dir(path, ModelFiles(
+            config, params, {"x": self.x_norm.to_dict(), "y": self.y_norm.to_dict()},
+            {**self.metrics, **(metrics or {})},
+            calibration=None if self.calibrator is None else self.calibrator.to_dict(),
+            ood=None if self.ood_detector is None else self.ood_detector.to_dict(),
+            records=self.records))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Surrogate:
+        """Rebuild a saved surrogate; the weights are checked against the rebuilt network.
+
+        The stored networks (their number need not be ``train.members``: weight-space methods
+        store samples or a single averaged network) are evaluated as they are.
+        """
+        files = read_model_dir(path)
+        config = files.config
+        try:
+            if config.get("format") != FORMAT["format"]:
+                raise KeyError("format")
+            self = cls(Config.from_dict(config["config"]))
+            self.x_shape, self.y_shape = tuple(config["x_shape"]), tuple(config["y_shape"])
+            self.x_norm = Standardiser.from_dict(files.normaliser["x"])
+            self.y_norm = Standardiser.from_dict(files.normaliser["y"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{Path(path) / 'config.json'} or normaliser.json is not a "
+                                 f"choral model file (bad or missing {exc})") from None
+        weights = files.weights
+        first = next(iter(weights.values()), None)
+        s = self.config.train.members if first is None else first.shape[0]
+        dtype = torch.float32 if first is None else first.dtype
+        expected = self._build(np.zeros(s, dtype=np.uint32), dtype, probe=None)
+        self.backend = config.get("backend", self.backend)
+        self.forward = member_forward(self.template, self.backend)
+        want = {k: tuple(v.shape) for k, v in expected.items()}
+        got = {k: tuple(v.shape) for k, v in weights.items()}
+        if want != got:
+            raise ModelFileError(f"{Path(path) / 'weights.safetensors'} does not match the network "
+                                 f"in config.json: expected {want}, found {got}")
+        self.params, self.metrics, self.records = own_storage(weights), files.metrics, files.records
+        self.calibrator = _parsed(calibrator_from_dict, files.calibration, "calibration")
+        self.ood_detector = _parsed(OODDetector.from_dict, files.ood, "OOD detector")
+        return self
+
+
+def _parsed(parse: Any, content: dict[str, Any] | None, what: str) -> Any:
+    """``parse(content)`` (``None`` stays ``None``); a bad record is a ModelFileError."""
+    if content is None:
+        return None
+    try:
+        return parse(content)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"the {what} of this model is corrupted ({type(exc).__name__}: "
+                             f"{exc})") from None

@@ -1,0 +1,240 @@
+"""Post-hoc calibration: conformal coverage, isotonic PIT uniformity, variance scaling, storage."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from choral.config import Config
+from choral.distributions import GaussianMixture
+from choral.errors import ConfigError, DataError, ModelFileError
+from choral.evaluation.calibration import (
+    Conformal,
+    ConformalPredictive,
+    Isotonic,
+    Recalibrated,
+    Scale,
+    calibrator_from_dict,
+    fit_calibrator,
+)
+from choral.simulators import simulate
+from choral.surrogate import Surrogate
+
+F64 = torch.float64
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def mixture(n, m, seed, spread=1.0):
+    """A 3-member mixture (n, m) with member means spread about 0 and unit-ish variances."""
+    g = gen(seed)
+    means = spread * torch.randn(3, n, m, generator=g, dtype=F64)
+    variances = 0.5 + torch.rand(3, n, m, generator=g, dtype=F64)
+    return GaussianMixture(means, variances)
+
+
+def miscalibrated(n, m, seed):
+    """Predictive N(x, 0.8^2) while the truth is y = x + 0.3 + 1.5 * skewed noise (per column).
+
+    (Not more overconfident: PIT values that round to exactly 0 or 1 carry no information.)
+    """
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(rng.standard_normal((n, m)))
+    noise = torch.as_tensor(rng.gamma(2.0, 1.0, (n, m)) - 2.0)
+    y = x + 0.3 + 1.5 * noise / math.sqrt(2.0)
+    return GaussianMixture(x[None], torch.full((1, n, m), 0.64, dtype=F64)), y
+
+
+# ------------------------------------------------------------------------------------ conformal
+def test_conformal_coverage_is_at_least_nominal_over_many_exchangeable_splits():
+    # 400 columns = 400 independent calibration/test experiments on heteroscedastic data whose
+    # predicted std is wrong by a factor; per column: 100 calibration rows and 1000 test rows
+    torch.manual_seed(0)
+    n_cal, n_test, runs = 100, 1000, 400
+    pred, y = miscalibrated(n_cal + n_test, runs, seed=1)
+    cal_pred, test_pred = pred.select(slice(None, n_cal)), pred.select(slice(n_cal, None))
+    conf = Conformal.fit(cal_pred, y[:n_cal], levels=(0.5, 0.9))
+    out = conf.apply(test_pred)
+    for level in (0.5, 0.9):
+        lo, hi = out.interval(level)
+        covered = ((y[n_cal:] >= lo) & (y[n_cal:] <= hi)).double().mean(0)  # (runs,)
+        mean, se = covered.mean().item(), covered.std().item() / math.sqrt(runs)
+        # theory: level <= E[coverage] <= level + 1/(n_cal + 1)
+        assert mean >= level - 3 * se, (level, mean, se)
+        assert mean <= level + 1 / (n_cal + 1) + 3 * se, (level, mean, se)
+    base_cov = ((y[n_cal:] >= test_pred.interval(0.9)[0])
+                & (y[n_cal:] <= test_pred.interval(0.9)[1])).double().mean().item()
+    assert base_cov < 0.8  # the uncalibrated intervals were far off: the test has teeth
+
+
+def test_conformal_quantile_is_the_finite_sample_order_statistic():
+    # scores 1..9 (n = 9): level 0.5 -> ceil(10 * 0.5) = 5th smallest; 0.95 -> 10 > 9 -> inf
+    y = torch.arange(1.0, 10.0, dtype=F64)[:, None]
+    pred = GaussianMixture(torch.zeros(1, 9, 1), torch.ones(1, 9, 1))
+    conf = Conformal.fit(pred, y, levels=(0.5, 0.8, 0.95))
+    assert conf.q[0.5].item() == 5.0 and conf.q[0.8].item() == 8.0
+    assert math.isinf(conf.q[0.95].item())
+
+
+def test_conformal_is_per_cell_for_fields():
+    # a field whose cells have very different error scales: each cell gets its own quantile
+    g = gen(3)
+    n = 400
+    scale = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=F64).reshape(1, 1, 2, 2)
+    y = scale * torch.randn(n, 1, 2, 2, generator=g, dtype=F64)
+    pred = GaussianMixture(torch.zeros(1, n, 1, 2, 2), torch.ones(1, n, 1, 2, 2))
+    conf = Conformal.fit(pred, y, levels=(0.9,))
+    assert conf.q[0.9].shape == (1, 2, 2)
+    expected = scale[0] * stats.norm.ppf(0.95)
+    torch.testing.assert_close(conf.q[0.9], expected, rtol=0.15, atol=0)
+
+
+def test_conformal_changes_intervals_only_and_names_missing_levels():
+    pred = mixture(50, 2, seed=4)
+    y = pred.sample(1, gen(5))[0]
+    out = Conformal.fit(pred, y, levels=(0.9,)).apply(pred)
+    assert isinstance(out, ConformalPredictive)
+    torch.testing.assert_close(out.log_prob(y), pred.log_prob(y))
+    torch.testing.assert_close(out.mean, pred.mean)
+    with pytest.raises(DataError, match=r"level 0.8 has no conformal quantile.*\[0.9\]"):
+        out.interval(0.8)
+
+
+# ------------------------------------------------------------------------------------ isotonic
+def test_isotonic_makes_the_pit_of_a_miscalibrated_model_uniform():
+    pred, y = miscalibrated(4000, 1, seed=6)
+    cal_pred, test_pred = pred.select(slice(None, 2000)), pred.select(slice(2000, None))
+    y_cal, y_test = y[:2000], y[2000:]
+    before = stats.kstest(test_pred.cdf(y_test).reshape(-1).numpy(), "uniform").pvalue
+    assert before < 1e-10  # biased, overconfident and skewed: clearly not uniform
+    recal = Isotonic.fit(cal_pred, y_cal).apply(test_pred)
+    after = stats.kstest(recal.cdf(y_test).reshape(-1).numpy(), "uniform").pvalue
+    assert after > 0.01, after
+
+
+def test_recalibrated_quantile_inverts_cdf_and_density_is_its_derivative():
+    pred, y = miscalibrated(600, 2, seed=7)
+    recal = Isotonic.fit(pred, y, n_knots=50).apply(pred)
+    p = torch.full(pred.shape, 0.3, dtype=F64)
+    torch.testing.assert_close(recal.cdf(recal.quantile(p)), p, atol=1e-8, rtol=0)
+    # d/dy R(F(y)) by central differences equals exp(log_prob) away from the knots
+    h = 1e-6
+    yq = recal.quantile(0.37)
+    numeric = (recal.cdf(yq + h) - recal.cdf(yq - h)) / (2 * h)
+    torch.testing.assert_close(numeric, recal.log_prob(yq).exp(), rtol=1e-4, atol=1e-8)
+
+
+def test_recalibrated_moments_match_a_known_recalibration():
+    # R(u) = u (identity knots) leaves the distribution unchanged: moments by quadrature agree
+    pred = mixture(5, 1, seed=8)
+    same = Recalibrated(pred, Isotonic([[0.0, 0.25, 0.5, 0.75, 1.0]]))
+    assert ((same.mean - pred.mean).abs() < 0.01 * pred.stddev).all()  # midpoint rule, 64 levels
+    torch.testing.assert_close(same.variance, pred.variance, rtol=0.05, atol=0)
+    lo, hi = same.interval(0.9)
+    torch.testing.assert_close(lo, pred.interval(0.9)[0], atol=1e-8, rtol=0)
+
+
+# --------------------------------------------------------------------------------------- scale
+def test_scale_recovers_a_known_variance_factor_per_output():
+    pred = mixture(20000, 2, seed=9)
+    c_true = torch.tensor([0.5, 3.0], dtype=F64)
+    draw = pred.sample(1, gen(10))[0]
+    y = pred.mean + c_true * (draw - pred.mean)  # exactly the scaled predictive
+    cal = Scale.fit(pred, y)
+    torch.testing.assert_close(cal.factor, c_true, rtol=0.03, atol=0)
+    scaled = cal.apply(pred)
+    torch.testing.assert_close(scaled.mean, pred.mean)
+    torch.testing.assert_close(scaled.variance, cal.factor**2 * pred.variance)
+    # component means m + c (mu_i - m), variances c^2 var_i
+    c = cal.factor
+    torch.testing.assert_close(scaled.member_means, pred.mean + c * (pred.member_means - pred.mean))
+    torch.testing.assert_close(scaled.member_variances, c**2 * pred.member_variances)
+
+
+def test_scale_is_per_channel_for_fields():
+    g = gen(11)
+    y = torch.randn(300, 2, 4, 4, generator=g, dtype=F64) * torch.tensor([1.0, 2.0],
+                                                                          dtype=F64)[:, None, None]
+    pred = GaussianMixture(torch.zeros(1, 300, 2, 4, 4), torch.ones(1, 300, 2, 4, 4))
+    cal = Scale.fit(pred, y)
+    torch.testing.assert_close(cal.factor, torch.tensor([1.0, 2.0], dtype=F64), rtol=0.05, atol=0)
+    assert tuple(cal.apply(pred).shape) == (300, 2, 4, 4)
+
+
+# ------------------------------------------------------------------------- storage and errors
+@pytest.mark.parametrize("method", ["scale", "isotonic", "conformal"])
+def test_every_calibrator_survives_json(method):
+    pred, y = miscalibrated(200, 2, seed=12)
+    cal = fit_calibrator(method, pred, y)
+    back = calibrator_from_dict(json.loads(json.dumps(cal.to_dict())))
+    a, b = cal.apply(pred), back.apply(pred)
+    for x, z in zip(a.interval(0.9), b.interval(0.9), strict=True):
+        torch.testing.assert_close(x, z)
+
+
+def test_calibration_survives_surrogate_save_and_load(tmp_path):
+    X, Y = simulate("branin", 160, seed=0)
+    Xc, Yc = simulate("branin", 80, seed=1)
+    cfg = Config().updated(**{"train.members": 2, "train.epochs": 5, "train.dtype": "float64"})
+    model = Surrogate(cfg).fit(X, Y).calibrate(Xc, Yc, "scale")
+    factor = model.calibrator.factor[0]
+    raw, cal = model.predict(Xc, calibrated=False), model.predict(Xc)
+    torch.testing.assert_close(cal.stddev, factor * raw.stddev)
+    model.save(tmp_path / "m")
+    loaded = Surrogate.load(tmp_path / "m")
+    torch.testing.assert_close(loaded.predict(Xc).stddev, cal.stddev)
+    loaded.calibrate(Xc, Yc, "conformal")
+    lo, hi = loaded.predict(Xc).interval(0.9)
+    inside = ((torch.as_tensor(Yc) >= lo) & (torch.as_tensor(Yc) <= hi)).double().mean().item()
+    assert inside >= 0.9  # on its own calibration set: at least ceil((n+1) 0.9) / n
+    assert loaded.fit(X, Y).calibrator is None  # refitting drops it
+
+
+def test_errors_name_what_is_wrong():
+    pred = mixture(10, 2, seed=13)
+    with pytest.raises(ConfigError, match="method must be one of scale, isotonic, conformal"):
+        fit_calibrator("platt", pred, pred.mean)
+    with pytest.raises(DataError, match=r"shape \(10, 2\).*got \(10, 3\)"):
+        fit_calibrator("scale", pred, torch.zeros(10, 3))
+    cal = fit_calibrator("isotonic", pred, pred.mean)
+    with pytest.raises(DataError, match=r"fitted for outputs of shape \(2,\); this predictive "
+                                        r"has \(1,\)"):
+        cal.apply(mixture(10, 1, seed=14))
+    with pytest.raises(ModelFileError, match="must name a method"):
+        calibrator_from_dict({"method": "nope"})
+    with pytest.raises(ModelFileError, match="not a valid conformal calibration"):
+        calibrator_from_dict({"method": "conformal", "quantiles": []})
+
+
+def test_scale_fit_matches_numpy_hand_computation():
+    pred = mixture(30, 1, seed=15)
+    y = pred.sample(1, gen(16))[0]
+    z2 = ((y - pred.mean) ** 2 / pred.variance).numpy()
+    assert Scale.fit(pred, y).factor.item() == pytest.approx(np.sqrt(z2.mean()), rel=1e-12)
+
+
+def test_field_surrogate_calibrates_per_cell_and_flags_shifted_fields(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1, 12, 10))
+    Y = np.concatenate([np.cumsum(X, axis=-1) / 4, X ** 2], axis=1)
+    cfg = Config.from_dict({
+        "model": {"backbone": "unet", "activation": "gelu", "unet": {"depth": 2, "width": 4}},
+        "train": {"members": 2, "epochs": 3, "batch_size": 8, "dtype": "float64",
+                  "val_fraction": 0.25}})
+    model = Surrogate(cfg).fit(X[:30], Y[:30]).calibrate(X[30:], Y[30:], "conformal")
+    assert tuple(model.calibrator.q[0.9].shape) == (2, 12, 10)
+    model.save(tmp_path / "m")
+    loaded = Surrogate.load(tmp_path / "m")
+    pred = loaded.predict(X[30:])
+    lo, hi = pred.interval(0.9)
+    slack = 1e-9 * pred.stddev  # the largest score lies on the boundary, up to rounding
+    inside = (torch.as_tensor(Y[30:]) >= lo - slack) & (torch.as_tensor(Y[30:]) <= hi + slack)
+    assert bool(inside.all())  # n = 10: ceil(11 * 0.9) = 10, q is the largest score per cell
+    _, flag_in = loaded.ood(X[30:])
+    _, flag_out = loaded.ood(5.0 * X[30:] + 3.0)
+    assert flag_out.mean() > flag_in.mean() and flag_out.mean() == 1.0

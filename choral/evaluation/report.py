@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 from choral.atomic import atomic_write
 from choral.checks import check_int
-from choral.distributions import GaussianMixture
+from choral.distributions import Predictive
 from choral.errors import DataError
 from choral.evaluation.metrics import check_targets
 
@@ -42,7 +42,7 @@ MAX_RELIABILITY = 20_000  # target values behind the reliability diagram (a bise
 MAX_PARITY = 1_000  # samples drawn with error bars in the parity plot
 
 
-def reliability(predictive: GaussianMixture, Y: Any,
+def reliability(predictive: Predictive, Y: Any,
                 levels: Sequence[float] = LEVELS) -> tuple[np.ndarray, np.ndarray]:
     """Observed coverage of central intervals against their nominal levels (k,) in (0, 1).
 
@@ -55,7 +55,7 @@ def reliability(predictive: GaussianMixture, Y: Any,
     return np.asarray(levels, dtype=float), np.asarray(observed)
 
 
-def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: GaussianMixture,
+def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: Predictive,
                  scores: dict[str, float], *, title: str, n_examples: int = 4,
                  model_info: dict | None = None) -> Path:
     """Write ``out_dir/index.html`` and its PNG figures beside it; return the index path.
@@ -115,7 +115,7 @@ def _image(fig: Figure, ax: Any, a: np.ndarray, cmap: str, vmin=None, vmax=None)
     ax.set(xticks=[], yticks=[])
 
 
-def _example(i: int, x: np.ndarray, y: torch.Tensor, p: GaussianMixture):
+def _example(i: int, x: np.ndarray, y: torch.Tensor, p: Predictive):
     target, mean, std = y[0].numpy(), p.mean[0, 0].numpy(), p.stddev[0, 0].numpy()
     err, first, two_d = np.abs(target - mean), x[0] if x.ndim >= 2 else x, target.ndim == 2
     fig = _figure(17 if two_d else 14, 3.1 if two_d else 3.4, left=0.02 if two_d else 0.04,
@@ -151,7 +151,7 @@ def _example(i: int, x: np.ndarray, y: torch.Tensor, p: GaussianMixture):
             "absolute error; a useful uncertainty is large where the error is large.")
 
 
-def _parity(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
+def _parity(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
     sub = p.select(idx := _pick(rng, y.shape[0], MAX_PARITY))
     lower, upper = (t.numpy() for t in sub.interval(0.9))
     mean, target, k = sub.mean.numpy(), y[idx].numpy(), min(y.shape[1], 4)
@@ -166,7 +166,7 @@ def _parity(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
             "on the dashed diagonal when accurate, and about 90% of the bars should cross it.")
 
 
-def _pit(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
+def _pit(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
     idx = _pick(rng, y.numel(), MAX_RELIABILITY)
     if hasattr(p, "rebase"):  # calibrations are per output or per cell: no flat subset
         levels, observed = reliability(p, y)
@@ -188,7 +188,7 @@ def _pit(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
             "diagonal mean too narrow intervals, above it too wide.")
 
 
-def _error_vs_std(y: torch.Tensor, p: GaussianMixture, rng: np.random.Generator):
+def _error_vs_std(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
     err, std = (y - p.mean).abs().numpy().ravel(), p.stddev.numpy().ravel()
     bins = np.array_split(np.argsort(std), min(12, std.size))  # equal-count std quantile bins
     centres, binned = [np.median(std[b]) for b in bins], [err[b].mean() for b in bins]

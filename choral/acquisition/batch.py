@@ -79,8 +79,6 @@ def condition(m: Members, j: int, taper: Tensor | None = None) -> Members:
     return Members(mean + dev - alpha * gain * h[:, None], m.variances, m.weights)
 
 
-
-
 def _predict(predictive_fn: Callable[[np.ndarray], Predictive], X: np.ndarray,
              name: str) -> Predictive:
     pred = predictive_fn(X)

@@ -41,7 +41,6 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
                 downsample=u.downsample, upsample=u.upsample)
 
 
-
 def make_head(cfg: ModelConfig) -> Head:
     """The head named by ``cfg.head``, with its settings."""
     if cfg.head == "mdn":

@@ -86,7 +86,7 @@ def _file_names(files: ModelFiles) -> dict[str, dict[str, Any]]:
         names[_OOD] = files.ood
     for name, content in files.records.items():
         file = f"{name}.safetensors" if _is_tensors(content) else f"{name}.json"
-        if file in names:
+        if file in (*CORE_FILES, _CALIBRATION, _OOD):
             raise ValueError(f"record name {name!r} clashes with the model file {file}")
         names[file] = content
     return names

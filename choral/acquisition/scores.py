@@ -62,11 +62,10 @@ def members_of(pred: Any, objective: Callable[[Tensor], Tensor] | None = None,
     (s, n, 1) through ``objective``."""
     if not isinstance(pred, Predictive):
         raise DataError(f"predictive must be a choral Predictive; got {type(pred).__name__}")
-    view = pred.members()
-    means, var, weights = (t.to(_F64) for t in view)
-    s, n = means.shape[:2]
+    means, var, weights = (t.to(_F64) for t in pred.members())
     if objective is None:
-        return Members(means.reshape(s, n, -1), var.reshape(s, n, -1), weights)
+        return Members(means, var, weights).flat()
+    s, n = means.shape[:2]
     gen = torch.Generator().manual_seed(int(seed))
     eps = torch.randn((draws, *means.shape), generator=gen, dtype=_F64)
     y = (means + var.sqrt() * eps).reshape(draws * s, *means.shape[1:])

@@ -2,9 +2,9 @@
 
 Each member draws its own mini-batch order from its own generator, and the summed loss gives each
 member exactly the gradient of its own loss, so training s members in one stacked run equals
-training them one at a time (tested in ``tests/test_training.py``). A member whose validation NLL
-has not improved for ``patience`` epochs stops: its best weights are frozen, while the others
-go on.
+training them one at a time (tested in ``tests/ensembles/test_training.py``). A member whose
+validation NLL has not improved for ``patience`` epochs stops: its best weights are frozen, while
+the others go on.
 """
 
 from __future__ import annotations

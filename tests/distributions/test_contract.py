@@ -140,6 +140,11 @@ def test_joint_log_prob_is_the_member_coherent_mixture(case):
         torch.testing.assert_close(joint, per_value.sum(-1))
     elif name in ("gaussian_mixture", "scaled", "mdn_mixture"):
         torch.testing.assert_close(joint, _by_hand(pred, y), rtol=1e-10, atol=1e-10)
+    elif name == "quantile_mixture":  # each member's own per-value densities, then mixed
+        own = [QuantilePredictive(pred.levels, pred.member_quantiles[i:i + 1]).log_prob(y)
+               for i in range(pred.num_members)]
+        by_hand = torch.logsumexp(torch.stack([o.sum(-1) for o in own]), 0)
+        torch.testing.assert_close(joint, by_hand - math.log(pred.num_members))
     # And it is not the product of the per-value mixtures when members disagree.
     if name in COHERENT and name != "recalibrated":
         assert not torch.allclose(joint, per_value.sum(-1))

@@ -238,3 +238,46 @@ def test_field_surrogate_calibrates_per_cell_and_flags_shifted_fields(tmp_path):
     _, flag_in = loaded.ood(X[30:])
     _, flag_out = loaded.ood(5.0 * X[30:] + 3.0)
     assert flag_out.mean() > flag_in.mean() and flag_out.mean() == 1.0
+
+
+def _two_member_pair():
+    """One sample with two outputs whose two members disagree: (s, n, p) = (2, 1, 2)."""
+    means = torch.tensor([[[-1.5, 1.0]], [[1.5, -1.0]]], dtype=torch.float64)
+    return GaussianMixture(means, torch.full((2, 1, 2), 0.5, dtype=torch.float64))
+
+
+def _gauss_legendre(breaks, nodes=48):
+    """Nodes and weights of Gauss-Legendre rules on each interval between ``breaks``."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    pairs = [((b - a) / 2 * x + (a + b) / 2, (b - a) / 2 * w)
+             for a, b in zip(breaks[:-1], breaks[1:], strict=True)]
+    return (torch.tensor(np.concatenate([p[0] for p in pairs])),
+            torch.tensor(np.concatenate([p[1] for p in pairs])))
+
+
+def test_recalibrated_joint_density_integrates_to_one_with_recalibrated_marginals():
+    """Change of variables through T = F^-1 R^-1 F keeps a proper joint density whose
+    marginals are the recalibrated per-value densities. 2-D Gauss-Legendre quadrature, split
+    where R' jumps (at the base quantiles of the knots), so the rule is exact to rounding."""
+    base = _two_member_pair()
+    knots = [[0.0, 0.1, 0.3, 1.0], [0.0, 0.5, 0.9, 1.0]]
+    rec = Isotonic(knots).apply(base)
+    axes = []
+    for j in range(2):
+        inner = [base.quantile(torch.full((1, 2), k, dtype=torch.float64))[0, j].item()
+                 for k in knots[j][1:-1]]
+        axes.append(_gauss_legendre([-14.0, *sorted(inner), 14.0]))
+    (n1, w1), (n2, w2) = axes
+    y1, y2 = torch.meshgrid(n1, n2, indexing="ij")
+    pairs = torch.stack([y1.reshape(-1), y2.reshape(-1)], 1)  # every grid point as a sample
+    many = rec.select(torch.zeros(len(pairs), dtype=torch.long))
+    joint = many.log_prob(pairs, joint=True).exp().reshape(len(n1), len(n2))
+    assert abs((w1[:, None] * w2[None] * joint).sum().item() - 1.0) < 1e-9
+    marginal = (joint * w2[None]).sum(1)  # the density of y1
+    rows = rec.select(torch.zeros(len(n1), dtype=torch.long))
+    per_value = rows.log_prob(torch.stack([n1, torch.zeros_like(n1)], 1)).exp()[:, 0]
+    torch.testing.assert_close(marginal, per_value, atol=1e-9, rtol=0)
+    # With R the identity the joint is the base's member-coherent joint, exactly.
+    same = Isotonic([[0.0, 1.0], [0.0, 1.0]]).apply(base)
+    y = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    torch.testing.assert_close(same.log_prob(y, joint=True), base.log_prob(y, joint=True))

@@ -213,11 +213,15 @@ class GaussianMixture(Predictive):
         every sample and output value (it is ``1 / s`` for choral's heads), or there is no
         member to pick per sample.
         """
+        return Members(self.member_means, self.member_variances, self._member_weight_vector())
+
+    def _member_weight_vector(self) -> torch.Tensor:
+        """Member weights (members,), or a DataError when they vary by sample or output."""
         w = self._member_weights().reshape(self._members, -1)
         if not bool(((w - w[:, :1]).abs() <= 1e-9).all()):
             raise DataError("the per-member view needs member weights that are the same for "
                             "every sample and output value; these weights vary")
-        return Members(self.member_means, self.member_variances, w[:, 0] / w[:, 0].sum())
+        return w[:, 0] / w[:, 0].sum()
 
     # -- distribution functions ------------------------------------------------------------------
     def _log_components(self, y: torch.Tensor) -> torch.Tensor:
@@ -239,7 +243,7 @@ class GaussianMixture(Predictive):
         logc = self._log_components(self._y(y))
         if not joint:
             return torch.logsumexp(logc, dim=0)
-        logw = torch.log(self.members().weights)
+        logw = torch.log(self._member_weight_vector())
         per_member = torch.logsumexp(self._per_member(logc), dim=1) - torch.log(
             self._member_weights())  # member i's own log density per value (members, n, ...)
         total = self._sum_outputs(per_member)  # (members, n)
@@ -275,7 +279,7 @@ class GaussianMixture(Predictive):
         m, kk, n = self._members, self.num_components // self._members, self.shape[0]
         mu, var = (self._per_member(t).reshape(m, kk, n, -1) for t in (self._means, self._vars))
         w = self._per_member(self._w.expand_as(self._means)).reshape(m, kk, n, -1)
-        picked = torch.multinomial(self.members().weights.expand(n, m), k, replacement=True,
+        picked = torch.multinomial(self._member_weight_vector().expand(n, m), k, replacement=True,
                                    generator=generator).T  # (k, n) member per draw and sample
         rows = torch.arange(n)
         mu, var, w = (t[picked, :, rows].movedim(2, -1) for t in (mu, var, w))  # (k, n, p, K)

@@ -225,11 +225,6 @@ class QuantilePredictive(Predictive):
                                            dtype=F64))
 
     @property
-    def member_means(self) -> torch.Tensor:
-        """Member means (s, n, ...)."""
-        return moments(self.levels, self._mq)[0]
-
-    @property
     def aleatoric(self) -> torch.Tensor:
         """Mean member variance (n, ...)."""
         return moments(self.levels, self._mq)[1].mean(0)

@@ -268,13 +268,11 @@ class Recalibrated(_Wrapped):
         return self.calibrator.recalibrate(self.base.cdf(y))[0]
 
     def log_prob(self, y: Any, joint: bool = False) -> torch.Tensor:
-        u = self.base.cdf(y)
-        _, slope = self.calibrator.recalibrate(u)
+        r, slope = self.calibrator.recalibrate(self.base.cdf(y))
         per_value = self.base.log_prob(y) + torch.log(slope)
         if not joint:
             return per_value
-        r = self.calibrator.recalibrate(u)[0].clamp(_EPS, 1.0 - _EPS)
-        z = self.base.quantile(r)  # T^{-1}(y)
+        z = self.base.quantile(r.clamp(_EPS, 1.0 - _EPS))  # T^{-1}(y)
         jacobian = per_value - self.base.log_prob(z)
         return self.base.log_prob(z, joint=True) + self._sum_outputs(jacobian)
 

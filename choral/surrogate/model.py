@@ -227,8 +227,7 @@ class Surrogate:
         x_loc, x_scale = (torch.as_tensor(a, dtype=X.dtype)
                           for a in self.x_norm.loc_scale(X.ndim))
         y_loc, y_scale = (torch.as_tensor(a, dtype=X.dtype)
-                          for a in self.y_norm.loc_scale(X.ndim - len(self.x_shape)
-                                                         + len(self.y_shape)))
+                          for a in self.y_norm.loc_scale(1 + len(self.y_shape)))
         xs = ((X - x_loc) / x_scale).to(first.dtype)
         out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
         return self.head.member_means(out).to(X.dtype) * y_scale + y_loc

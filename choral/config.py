@@ -1,8 +1,8 @@
 """The whole configuration of a surrogate, assembled from the settings each stage owns.
 
 Configuration lives in TOML files with the tables ``[model]`` (:mod:`choral.networks.config`),
-``[train]``, ``[weightspace]``, ``[soup]``, ``[finetune]`` (:mod:`choral.ensembles.config`) and
-``[data]`` (below). An unknown key or a bad value is a :class:`~choral.errors.ConfigError` that
+``[train]``, ``[weightspace]``, ``[soup]``, ``[finetune]`` (:mod:`choral.ensembles.config`),
+``[calibration]`` and ``[data]`` (below). An unknown key or a bad value is a :class:`~choral.errors.ConfigError` that
 names the key, the value and what was expected.
 
 Examples:
@@ -20,14 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
+from choral.evaluation.calibration import METHODS as CALIBRATORS
 from choral.networks.config import ModelConfig, UNetConfig
 from choral.schema import Strict, read_toml, validate
 
-__all__ = ["Config", "DataConfig", "FinetuneConfig", "ModelConfig", "SoupConfig", "TrainConfig",
+__all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig", "FinetuneConfig", "ModelConfig", "SoupConfig", "TrainConfig",
            "UNetConfig", "WeightSpaceConfig"]
+
+
+AUTO_DENSITY = "pit_scale"
+"""What ``calibration.method = "auto"`` means for Gaussian and mixture-density members."""
 
 
 class DataConfig(Strict):
@@ -40,6 +45,45 @@ class DataConfig(Strict):
     (e.g. the neuraloperator files, x (n, 16, 16))."""
 
 
+CALIBRATIONS = ("auto", "none", *CALIBRATORS)
+"""``calibration.method``: ``auto``, ``none`` or a calibrator of
+:data:`choral.evaluation.calibration.METHODS`."""
+
+
+class CalibrationConfig(Strict):
+    """How ``fit`` calibrates the ensemble by itself, on data the networks never saw.
+
+    ``fraction`` of the training rows is held out before the early-stopping split: the networks
+    neither train on it nor choose their epoch on it (rows that early stopping chose on give
+    errors smaller than new data's, so a calibration fitted there under-covers). The
+    calibrator is fitted on the ensemble's predictions there and saved with the model.
+    ``auto`` is ``cqr`` for the quantile head and ``AUTO_DENSITY`` for the others (chosen on
+    validation data carved out of UCI training splits, see ``benchmarks/RESULTS.md``);
+    ``none`` turns it off and trains on every row. ``choral calibrate`` replaces it.
+
+    >>> CalibrationConfig().resolved("quantile"), CalibrationConfig(method="none").resolved("mdn")
+    ('cqr', 'none')
+    """
+
+    method: str = "auto"
+    fraction: float = Field(default=0.1, gt=0, lt=1)
+    """Share of the training rows held out for calibration; with fewer than 10 rows there,
+    ``fit`` neither holds out nor calibrates."""
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in CALIBRATIONS:
+            raise ValueError(f"expected one of {', '.join(CALIBRATIONS)}")
+        return value
+
+    def resolved(self, head: str) -> str:
+        """The calibrator ``fit`` uses for members with the ``head`` (or ``none``)."""
+        if self.method != "auto":
+            return self.method
+        return "cqr" if head == "quantile" else AUTO_DENSITY
+
+
 class Config(Strict):
     """Everything needed to rebuild and retrain a surrogate."""
 
@@ -49,6 +93,7 @@ class Config(Strict):
     weightspace: WeightSpaceConfig = Field(default_factory=WeightSpaceConfig)
     soup: SoupConfig = Field(default_factory=SoupConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:

@@ -22,7 +22,7 @@ from choral.cli.common import (
     progress,
     with_channels,
 )
-from choral.config import Config
+from choral.config import CALIBRATIONS, Config
 from choral.data import load_data, save_data
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
@@ -41,6 +41,9 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
             help="auto, stacked, vmap or loop.")] = None,
         backbone: Annotated[str | None, typer.Option(
             help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
+        calibration: Annotated[str | None, typer.Option(
+            help=f"Self-calibration on the validation split: {', '.join(CALIBRATIONS)}.")
+        ] = None,
         no_channel_axis: Annotated[bool, typer.Option(
             "--no-channel-axis", help="Fields are stored as (n, *grid): add a channel axis.")
         ] = False,
@@ -50,7 +53,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
     cfg = (Config.from_toml(config) if config else Config()).updated(**{
         "train.members": members, "train.ensemble": ensemble, "train.epochs": epochs,
         "train.seed": seed,
-        "train.backend": backend, "data.x": x, "data.y": y,
+        "train.backend": backend, "calibration.method": calibration, "data.x": x, "data.y": y,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
@@ -70,14 +73,27 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
     summary = {"model": str(out_dir), "backbone": cfg.model.backbone, "backend": model.backend,
                "ensemble": cfg.train.ensemble, "members": cfg.train.members, "networks": networks,
                "epochs_run": model.metrics["epochs_run"],
-               "train_seconds": round(model.metrics["train_seconds"], 2)}
+               "train_seconds": round(model.metrics["train_seconds"], 2),
+               "calibration": model.metrics["calibration"]}
     if as_json:
         print(json.dumps(summary))
-    else:
-        err.print(f"saved {cfg.train.ensemble} {cfg.model.backbone} ensemble of {networks} "
-                  f"networks "
-                  f"({model.backend} backend, "
-                  f"{summary['epochs_run']} epochs, {summary['train_seconds']} s) to {out_dir}")
+        return
+    err.print(f"saved {cfg.train.ensemble} {cfg.model.backbone} ensemble of {networks} networks "
+              f"({model.backend} backend, {summary['epochs_run']} epochs, "
+              f"{summary['train_seconds']} s) to {out_dir}")
+    err.print(_calibration_line(model.metrics["calibration"]))
+
+
+def _calibration_line(info: dict) -> str:
+    """One line on the self-calibration of ``fit`` (``metrics["calibration"]``)."""
+    if info["method"] == "none":
+        return f"not calibrated ({info['reason']})"
+    line = f"calibrated ({info['method']}) on {info['samples']} validation samples"
+    if "after" in info:
+        before, after = info["before"]["coverage_90"], info["after"]["coverage_90"]
+        line += (f"; 90% coverage on held-out folds of them {before:.3f} before, "
+                 f"{after:.3f} after")
+    return line
 
 
 def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
@@ -118,14 +134,19 @@ def report(model: ModelOpt, data: DataOpt,
            out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
            x: XOpt = None, y: YOpt = None,
            examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4) -> None:
-    """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores."""
+    """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores; for a
+    calibrated model, the reliability diagram and calibration scores before and after it."""
     from choral.evaluation.report import write_report  # matplotlib is slow to import: only here
 
     surrogate = Surrogate.load(model)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
-    pred = surrogate.predict(X)
+    raw = surrogate.predict(X, calibrated=False)  # one forward pass serves before and after
+    pred = surrogate.apply_calibration(raw)
+    calibrator = surrogate.calibrator
     info = {"model": str(model), "data": str(data), "backbone": surrogate.config.model.backbone,
-            "members": surrogate.config.train.members, "samples": len(X)}
+            "members": surrogate.config.train.members, "samples": len(X),
+            "calibration": "none" if calibrator is None else calibrator.method}
     index = write_report(out_dir, X, Y, pred, score(pred, Y), title=f"choral report: {model.name}",
-                         n_examples=examples, model_info=info)
+                         n_examples=examples, model_info=info,
+                         uncalibrated=None if calibrator is None else raw)
     err.print(f"wrote report to {index}")

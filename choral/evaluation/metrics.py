@@ -13,21 +13,30 @@ Examples:
     (1.0, 1.418939, 1.0)
     >>> sorted(evaluate(mix, y))  # doctest: +NORMALIZE_WHITESPACE
     ['calibration_error', 'coverage_50', 'coverage_90', 'crps', 'interval_score_90',
-     'interval_width_90', 'mean_std', 'nll', 'rmse']
+     'interval_width_90', 'mean_std', 'nll', 'rmse', 'std_error_spearman']
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import stats
 
 from choral.checks import as_float64, check_int
 from choral.distributions import Predictive
 from choral.errors import DataError
 
 __all__ = ["calibration_error", "check_targets", "coverage", "crps", "evaluate",
-           "interval_score", "interval_width", "nll", "nrmse", "pit", "relative_l2", "rmse"]
+           "interval_score", "interval_width", "nll", "nrmse", "pit", "pit_calibration_error",
+           "relative_l2", "rmse", "std_error_rank_correlation"]
+
+MAX_RANKED = 200_000
+"""Target values behind :func:`std_error_rank_correlation` by default: above it, a uniform
+subsample without replacement drawn with a fixed seed (0), so the score is reproducible and its
+cost bounded (sorting ~200k values) for large fields."""
 
 
 def check_targets(predictive: Predictive, y: Any) -> torch.Tensor:
@@ -79,7 +88,14 @@ def calibration_error(predictive: Predictive, y: Any, levels: int = 99) -> float
     up to about 0.5 for a predictive that is always wrong in the same direction.
     """
     check_int(levels, "levels", minimum=1)
-    u = torch.sort(pit(predictive, y).reshape(-1)).values
+    return pit_calibration_error(pit(predictive, y), levels)
+
+
+def pit_calibration_error(u: torch.Tensor, levels: int = 99) -> float:
+    """:func:`calibration_error` from PIT values ``u`` of any shape (e.g. (n, ...)) already
+    computed, so a caller that also needs them (a PIT histogram) runs the CDF once."""
+    check_int(levels, "levels", minimum=1)
+    u = torch.sort(u.reshape(-1)).values
     p = torch.arange(1, levels + 1, dtype=torch.float64) / (levels + 1)
     frac = torch.searchsorted(u, p, right=True).double() / u.numel()
     return (frac - p).abs().mean().item()
@@ -134,10 +150,45 @@ def interval_score(predictive: Predictive, y: Any, level: float = 0.9) -> float:
     return _interval_score(y, *predictive.interval(level), level)
 
 
+def std_error_rank_correlation(predictive: Predictive, y: Any, *,
+                               max_values: int = MAX_RANKED) -> float:
+    """Spearman rank correlation between the absolute error ``|y - mean|`` and the predicted
+    standard deviation over all target values (n, ...) flattened: does the std rank the errors?
+
+    1 when a larger std always goes with a larger error, -1 when always with a smaller one,
+    about 0 when the std says nothing of the error (ties get average ranks). Above
+    ``max_values`` target values, a fixed-seed subsample of ``max_values`` of them is ranked
+    (see :data:`MAX_RANKED`). NaN, with no error or warning, when the std or the error is
+    constant (a rank correlation is then undefined) or there are fewer than 2 values.
+
+    >>> import torch
+    >>> from choral.distributions import GaussianMixture
+    >>> mix = GaussianMixture(torch.zeros(1, 4, 1), torch.tensor([[[1.0], [4.0], [9.0], [16.0]]]))
+    >>> std_error_rank_correlation(mix, [[0.5], [-1.0], [3.0], [10.0]])  # std 1, 2, 3, 4
+    1.0
+    >>> std_error_rank_correlation(mix, [[9.0], [-3.0], [2.0], [0.0]])
+    -1.0
+    """
+    y = check_targets(predictive, y)
+    check_int(max_values, "max_values", minimum=2)
+    return _rank_correlation((y - predictive.mean).abs(), predictive.stddev, max_values)
+
+
+def _rank_correlation(err: torch.Tensor, std: torch.Tensor, max_values: int) -> float:
+    err, std = (t.detach().cpu().reshape(-1).double().numpy() for t in (err, std))
+    if err.size > max_values:
+        pick = np.random.default_rng(0).choice(err.size, max_values, replace=False)
+        err, std = err[pick], std[pick]
+    if err.size < 2 or np.ptp(std) == 0 or np.ptp(err) == 0:
+        return math.nan
+    return float(stats.spearmanr(err, std).statistic)
+
+
 def evaluate(predictive: Predictive, y: Any) -> dict[str, float]:
     """Every score at once: rmse, nll, crps, coverage_90, coverage_50, calibration_error,
-    mean_std, interval_width_90 and interval_score_90; for fields (n, c, *grid) also rel_l2
-    and nrmse."""
+    mean_std, interval_width_90, interval_score_90 and std_error_spearman
+    (:func:`std_error_rank_correlation`, NaN when the std is constant); for fields
+    (n, c, *grid) also rel_l2 and nrmse."""
     y = check_targets(predictive, y)
     lo90, hi90 = predictive.interval(0.9)
     fields = {"rel_l2": relative_l2(predictive, y), "nrmse": nrmse(predictive, y)} \
@@ -152,4 +203,6 @@ def evaluate(predictive: Predictive, y: Any) -> dict[str, float]:
         "mean_std": predictive.stddev.mean().item(),
         "interval_width_90": (hi90 - lo90).mean().item(),
         "interval_score_90": _interval_score(y, lo90, hi90, 0.9),
+        "std_error_spearman": _rank_correlation((y - predictive.mean).abs(), predictive.stddev,
+                                                MAX_RANKED),
     }

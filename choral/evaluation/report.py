@@ -31,7 +31,7 @@ from choral.atomic import atomic_write
 from choral.checks import check_int
 from choral.distributions import Predictive
 from choral.errors import DataError
-from choral.evaluation.metrics import check_targets
+from choral.evaluation.metrics import check_targets, coverage, pit_calibration_error
 
 __all__ = ["LEVELS", "reliability", "write_report"]
 
@@ -57,15 +57,23 @@ def reliability(predictive: Predictive, Y: Any,
 
 def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: Predictive,
                  scores: dict[str, float], *, title: str, n_examples: int = 4,
-                 model_info: dict | None = None) -> Path:
+                 model_info: dict | None = None, uncalibrated: Predictive | None = None) -> Path:
     """Write ``out_dir/index.html`` and its PNG figures beside it; return the index path.
 
     X: inputs (n, d) or fields (n, c_in, *grid); Y: targets (n, m) or fields (n, c_out, *grid)
-    with a 1-D (L) or 2-D (H, W) grid; ``predictive``: a mixture over Y's shape. ``scores`` are
-    shown with 4 significant digits, ``model_info`` (optional) as a second table; all text is
-    HTML-escaped. Figures: ``parity.png`` (vectors) or, for fields, ``example_<i>.png`` for the
-    first ``n_examples`` samples (first channels), then ``pit.png`` and ``error_vs_std.png``.
-    Stale ``example_<i>.png`` files of an earlier report in ``out_dir`` are removed.
+    with a 1-D (L) or 2-D (H, W) grid; ``predictive``: a mixture over Y's shape (the calibrated
+    one when the model has a calibration). ``scores`` are shown with 4 significant digits,
+    ``model_info`` (optional) as a second table; all text is HTML-escaped. Figures:
+    ``parity.png`` (vectors) or, for fields, ``example_<i>.png`` for the first ``n_examples``
+    samples (first channels), then ``pit.png`` and ``error_vs_std.png``. Stale
+    ``example_<i>.png`` files of an earlier report in ``out_dir`` are removed.
+
+    ``uncalibrated`` (optional, Y's shape): the same model's predictive before calibration
+    (``model.predict(X, calibrated=False)``). When given, ``pit.png`` draws the PIT histogram and
+    the reliability diagram before and after calibration on the same axes, with a legend, and a
+    "Calibration" table shows calibration_error, coverage_50, coverage_90 (over all target
+    values, as in :func:`~choral.evaluation.metrics.evaluate`) and the reliability gap (mean
+    |observed - nominal| over the diagram's levels) for both.
     """
     x, y = _array(X, "X"), check_targets(predictive, Y)
     if y.ndim not in (2, 3, 4):
@@ -73,18 +81,25 @@ def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: Predictive,
     if x.ndim not in (2, 3, 4) or x.shape[0] != y.shape[0]:
         raise DataError(f"X must be (n, d), (n, c, L) or (n, c, H, W) with n = {y.shape[0]} "
                         f"like Y; got {tuple(x.shape)}")
+    if uncalibrated is not None and (not isinstance(uncalibrated, Predictive)
+                                     or tuple(uncalibrated.shape) != tuple(y.shape)):
+        got = type(uncalibrated).__name__ + (f" of shape {tuple(uncalibrated.shape)}"
+                                             if isinstance(uncalibrated, Predictive) else "")
+        raise DataError(f"uncalibrated must be a Predictive of Y's shape {tuple(y.shape)} (the "
+                        f"model's predict(X, calibrated=False)) or None; got {got}")
     check_int(n_examples, "n_examples", minimum=0)
     out, rng = Path(out_dir), np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)
     figures = [_parity(y, predictive, rng)] if y.ndim == 2 else [
         _example(i, x[i].numpy(), y[i], predictive.select([i]))
         for i in range(min(n_examples, y.shape[0]))]
-    figures += [_pit(y, predictive, rng), _error_vs_std(y, predictive, rng)]
+    pit_figure, calibration = _pit(y, predictive, rng, uncalibrated)
+    figures += [pit_figure, _error_vs_std(y, predictive, rng)]
     for fig, name, _, _ in figures:
         atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
     for stale in set(out.glob("example_*.png")) - {out / f[1] for f in figures}:
         stale.unlink()
-    page = _html(title, scores, model_info, figures)
+    page = _html(title, scores, model_info, figures, calibration)
     atomic_write(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
     return out / "index.html"
 
@@ -166,26 +181,56 @@ def _parity(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
             "on the dashed diagonal when accurate, and about 90% of the bars should cross it.")
 
 
-def _pit(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
+def _reliability_on(y: torch.Tensor, p: Predictive, idx: torch.Tensor, flat: bool):
+    """The reliability diagram of ``p`` on the flat target values ``idx``, or on all of them."""
+    if not flat:
+        return reliability(p, y)
+    return reliability(p.select(idx, flat=True), y.reshape(-1)[idx])
+
+
+def _pit(y: torch.Tensor, p: Predictive, rng: np.random.Generator,
+         before: Predictive | None = None):
+    """The PIT/reliability figure, and with ``before`` (the uncalibrated predictive) the
+    before/after calibration rows {score: (before, after)} (None without it)."""
     idx = _pick(rng, y.numel(), MAX_RELIABILITY)
-    if hasattr(p, "rebase"):  # calibrations are per output or per cell: no flat subset
-        levels, observed = reliability(p, y)
-    else:
-        levels, observed = reliability(p.select(idx, flat=True), y.reshape(-1)[idx])
+    preds = [p] if before is None else [before, p]
+    # calibrations are per output or per cell: no flat subset; then both use all values alike
+    flat = not any(hasattr(q, "rebase") for q in preds)
+    curves = [_reliability_on(y, q, idx, flat) for q in preds]
+    pits = [q.cdf(y) for q in preds]
     fig = _figure(9, 4, left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.hist(p.cdf(y).numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.7)
+    ax2.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    if before is None:
+        ax1.hist(pits[0].numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.7)
+        ax2.plot(*curves[0], "o-", color="C3", label="observed")
+    else:
+        ax1.hist(pits[0].numpy().ravel(), bins=20, range=(0, 1), density=True, histtype="step",
+                 lw=1.8, color="C0", label="before calibration")
+        ax1.hist(pits[1].numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.5,
+                 color="C3", label="after calibration")
+        ax1.legend(fontsize=8)
+        ax2.plot(*curves[0], "s--", color="C0", label="before calibration")
+        ax2.plot(*curves[1], "o-", color="C3", label="after calibration")
     ax1.axhline(1.0, color="k", ls="--", lw=1)
     ax1.set(xlabel="PIT = F(y)", ylabel="density", title="PIT histogram")
-    ax2.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
-    ax2.plot(levels, observed, "o-", color="C3", label="observed")
     ax2.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal level of central interval",
-            ylabel="observed coverage", title="reliability")
+            ylabel="observed coverage",
+            title="reliability" if before is None else "reliability before and after calibration")
     ax2.legend()
-    return (fig, "pit.png", "PIT histogram and reliability diagram",
-            "Left: a PIT histogram as flat as the dashed line means calibrated; U-shaped "
-            "overconfident, hump-shaped underconfident, sloped biased. Right: points below the "
-            "diagonal mean too narrow intervals, above it too wide.")
+    caption = ("Left: a PIT histogram as flat as the dashed line means calibrated; U-shaped "
+               "overconfident, hump-shaped underconfident, sloped biased. Right: points below the "
+               "diagonal mean too narrow intervals, above it too wide.")
+    if before is None:
+        return (fig, "pit.png", "PIT histogram and reliability diagram", caption), None
+    caption += (" Blue (outline, squares): the model before calibration; red (filled, "
+                "circles): after calibration.")
+    rows = {"calibration_error": [pit_calibration_error(u) for u in pits],
+            "coverage_50": [coverage(q, y, 0.5) for q in preds],
+            "coverage_90": [coverage(q, y, 0.9) for q in preds],
+            "reliability_gap": [float(np.abs(obs - lv).mean()) for lv, obs in curves]}
+    return ((fig, "pit.png", "PIT histogram and reliability diagram before and after calibration",
+             caption), {k: tuple(v) for k, v in rows.items()})
 
 
 def _error_vs_std(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
@@ -225,11 +270,23 @@ def _table(heading: str, rows: dict) -> str:
     return f"<h2>{heading}</h2>\n<table>{body}</table>\n"
 
 
-def _html(title: str, scores: dict, model_info: dict | None, figures: list) -> str:
+def _calibration_table(rows: dict[str, tuple[float, float]]) -> str:
+    head = "<tr><th>score</th><th>before calibration</th><th>after calibration</th></tr>"
+    body = "".join(f"<tr><th>{html.escape(k)}</th>{_cell(b)}{_cell(a)}</tr>"
+                   for k, (b, a) in rows.items())
+    return (f"<h2>Calibration</h2>\n<p>calibration_error (PIT), coverage_50 and coverage_90 on "
+            f"all target values; reliability_gap: mean |observed - nominal| coverage over the "
+            f"reliability diagram's levels.</p>\n<table>{head}{body}</table>\n")
+
+
+def _html(title: str, scores: dict, model_info: dict | None, figures: list,
+          calibration: dict[str, tuple[float, float]] | None = None) -> str:
     title = html.escape(title)
     parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}'
              f"</title><style>{_CSS}</style></head><body>\n<h1>{title}</h1>\n",
-             _table("Scores", scores), _table("Model", model_info) if model_info else "",
+             _table("Scores", scores),
+             _calibration_table(calibration) if calibration else "",
+             _table("Model", model_info) if model_info else "",
              "<h2>Figures</h2>\n"]
     parts += [f'<figure><img src="{html.escape(n)}" alt="{html.escape(alt)}"><figcaption>'
               f"{html.escape(caption)}</figcaption></figure>\n" for _, n, alt, caption in figures]

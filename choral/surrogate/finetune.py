@@ -83,7 +83,8 @@ def fine_weights(model: Surrogate, X: Any, Y: Any) -> tuple[Params, History, Reg
 def finetune(model: Surrogate, X: Any, Y: Any,
              old: tuple[Any, Any] | None = None) -> tuple[Surrogate, dict[str, Any]]:
     """Fine-tune ``model`` on a new regime ``X``, ``Y`` and return the WiSE-FT surrogate at the
-    chosen ``alpha`` with its curve (the content of ``wiseft.json``).
+    chosen ``alpha`` with its curve (the content of ``wiseft.json``), calibrated
+    (``calibration.method``) on the held-out new-regime data.
 
     ``finetune.val_fraction`` of the new data is held out; ``old`` is validation data of the
     training regime (without it, alpha is chosen on the new regime alone).
@@ -100,6 +101,7 @@ def finetune(model: Surrogate, X: Any, Y: Any,
             "epochs_run": history.epochs_run, "finetune": ft.model_dump()}
     tuned.metrics = {**model.metrics, "wiseft_alpha": best["alpha"]}
     tuned.records = {"wiseft": info}
+    tuned.calibrate(*regimes["new"], model.config.calibration.method)
     return tuned, info
 
 

@@ -2,7 +2,8 @@
 
 Examples:
     >>> import numpy as np
-    >>> from choral.config import Config
+    >>> from choral.checks import check_choice
+from choral.config import CALIBRATIONS, CalibrationConfig, Config
     >>> rng = np.random.default_rng(0)
     >>> X = rng.uniform(-1, 1, (64, 2)); Y = X[:, :1] ** 2
     >>> cfg = Config().updated(**{"train.members": 3, "train.epochs": 5})
@@ -23,14 +24,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from choral.config import Config
+from choral.checks import check_choice
+from choral.config import CALIBRATIONS, CalibrationConfig, Config
 from choral.data import check_arrays
 from choral.distributions import Predictive
 from choral.ensembles import TrainContext
 from choral.ensembles import fit as fit_ensemble
 from choral.ensembles.training import EpochCallback, History, train_members
 from choral.errors import DataError, ModelFileError
-from choral.evaluation.calibration import Calibrator, calibrator_from_dict, fit_calibrator
+from choral.evaluation.calibration import (
+    Calibrator,
+    Scale,
+    calibrator_from_dict,
+    cross_fit,
+    fit_calibrator,
+)
 from choral.evaluation.ood import OODDetector, pooled_features
 from choral.networks import build_backbone, make_head
 from choral.networks.members import (
@@ -46,6 +54,8 @@ from choral.storage import ModelFiles, read_model_dir, write_model_dir
 __all__ = ["Surrogate", "member_seeds", "split_indices"]
 
 FORMAT = {"format": "choral-surrogate", "version": 1}
+MIN_CALIBRATION = 10
+"""Fewest held-out rows ``fit`` calibrates on (a finite conformal 90% interval needs 9)."""
 
 
 def member_seeds(seed: int, s: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -65,7 +75,8 @@ class Surrogate:
     """A vectorised ensemble whose predictive is the mixture of its members' distributions.
 
     State after :meth:`fit` or :meth:`load`: ``params`` (stacked member weights (s, ...)),
-    ``x_norm`` / ``y_norm`` (standardisers), ``ood_detector``, ``calibrator`` (``None`` until
+    ``x_norm`` / ``y_norm`` (standardisers), ``ood_detector``, ``calibrator`` (fitted by
+    :meth:`fit` on its validation split unless ``calibration.method = "none"``; replaced by
     :meth:`calibrate`), ``metrics``, ``records`` (what the ensemble method recorded, by name),
     ``head`` and ``forward``, the stacked member forward ``(params (s, ...), x (s, b, ...)) ->
     outputs (s, b, ...)``.
@@ -92,7 +103,9 @@ class Surrogate:
         Xs = torch.as_tensor(Z, dtype=dtype)
         Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
-        train_idx, val_idx = split_indices(len(Xs), cfg.train.val_fraction, split_seed)
+        rest, cal_idx = self._calibration_split(len(X), split_seed)
+        train_idx, val_idx = (rest[i] for i in split_indices(len(rest), cfg.train.val_fraction,
+                                                             split_seed))
         val = (Xs[val_idx], Ys[val_idx]) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
         start = time.perf_counter()
@@ -100,20 +113,38 @@ class Surrogate:
                                       batch_seeds, on_epoch)
         self.params = own_storage(params)
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
-                        "n_val": len(val_idx), "backend": self.backend, **vars(history)}
+                        "n_val": len(val_idx), "n_calibration": len(cal_idx),
+                        "backend": self.backend, **vars(history)}
         self.calibrator = None  # fitted to the previous networks
-        self._fit_ood(X, Z, train_idx.numpy(), val_idx.numpy())
+        held = next(rows for rows in (cal_idx, val_idx, train_idx) if len(rows)).numpy()
+        pred = self.predict(X[held], calibrated=False)
+        self._fit_ood(X, Z, train_idx.numpy(), held, pred)
+        if len(cal_idx):
+            self.calibrate(X[held], Y[held], cfg.calibration.method, pred=pred)
+        else:
+            reason = "turned off" if cfg.calibration.method == "none" else "too few samples"
+            self.metrics["calibration"] = {"method": "none", "reason": reason}
         return self
 
+    def _calibration_split(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        """Rows (rest, calibration): ``calibration.fraction`` of the ``n`` rows held out from
+        training and early stopping alike, or none when calibration is off or it would leave
+        fewer than ``MIN_CALIBRATION`` rows to calibrate on (or 2 to train on)."""
+        every = torch.arange(n)
+        cal = self.config.calibration
+        n_cal = round(cal.fraction * n)
+        if cal.method == "none" or n_cal < MIN_CALIBRATION or n - n_cal < 2:
+            return every, every[:0]
+        return split_indices(n, cal.fraction, seed + 1)
+
     def _fit_ood(self, X: np.ndarray, Z: np.ndarray, train_idx: np.ndarray,
-                 val_idx: np.ndarray) -> None:
+                 held: np.ndarray, pred: Predictive) -> None:
         """Fit the OOD detector from inputs ``X`` and their standardised ``Z``: density of the
-        training inputs, threshold on the validation inputs (on the training inputs when there
-        is no validation split)."""
-        val_idx = val_idx if len(val_idx) else train_idx
+        training inputs, threshold on the ``held`` rows (validation, or training when there is
+        no validation split) whose uncalibrated predictive is ``pred``."""
         features = pooled_features(Z)
-        self.ood_detector = OODDetector.fit(features[train_idx], features[val_idx],
-                                            self._epistemic(X[val_idx]),
+        self.ood_detector = OODDetector.fit(features[train_idx], features[held],
+                                            self._epistemic(X[held], pred),
                                             seed=self.config.train.seed)
 
     def _epistemic(self, X: np.ndarray, pred: Predictive | None = None) -> np.ndarray:
@@ -122,15 +153,27 @@ class Surrogate:
         _, scale = self.y_norm.loc_scale(pred.epistemic.ndim)
         return (pred.epistemic / torch.as_tensor(scale) ** 2).flatten(1).mean(1).numpy()
 
-    def calibrate(self, X: Any, Y: Any, method: str = "conformal", *,
+    def calibrate(self, X: Any, Y: Any, method: str = "auto", *,
                   pred: Predictive | None = None, **options: Any) -> Surrogate:
-        """Fit a post-hoc calibration (``scale``, ``isotonic`` or ``conformal``; see
-        :mod:`choral.evaluation.calibration`) on held-out ``X``, ``Y``, applied by
-        :meth:`predict` from then on. ``pred``, the uncalibrated predictive at ``X``, saves a
-        second prediction when given. Returns ``self``."""
+        """Fit a post-hoc calibration on held-out ``X``, ``Y``, applied by :meth:`predict` from
+        then on, and record in ``metrics["calibration"]`` its held-out scores before and after
+        (:func:`~choral.evaluation.calibration.cross_fit`). ``method`` is a calibrator of
+        :data:`~choral.evaluation.calibration.METHODS` (``scale``, ``isotonic``, ``conformal``,
+        ``cqr``), ``auto`` (the head's default, see
+        :class:`~choral.config.CalibrationConfig`) or ``none`` (remove it). ``pred``, the
+        uncalibrated predictive at ``X``, saves a second prediction when given; ``options`` go
+        to the calibrator (e.g. ``levels``). Returns ``self``."""
+        check_choice(method, "method", CALIBRATIONS)
+        method = CalibrationConfig(method=method).resolved(self.config.model.head)
+        self.calibrator = None
+        if method == "none":
+            self.metrics["calibration"] = {"method": "none", "reason": "turned off"}
+            return self
         X, Y = check_arrays(X, Y)
         pred = self.predict(X, calibrated=False) if pred is None else pred
         self.calibrator = fit_calibrator(method, pred, Y, **options)
+        self.metrics["calibration"] = {"method": method, "samples": len(Y),
+                                       **cross_fit(method, pred, Y, seed=self.config.train.seed)}
         return self
 
     def ood(self, X: Any, pred: Predictive | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -207,11 +250,14 @@ class Surrogate:
     def member_means(self, X: Tensor) -> Tensor:
         """Member means (s, n, ...) at ``X`` (n, d) or (n, c_in, *grid), in original units and
         ``X``'s dtype, differentiable with respect to ``X`` (for gradient-based acquisition
-        optimisers such as BoTorch's).
+        optimisers such as BoTorch's). Under a scale calibration (``scale``, ``pit_scale``)
+        they are spread about their mean by its factor, as :meth:`predict`'s are; the other
+        calibrations change quantiles or intervals, not these.
 
         Examples:
             >>> import numpy as np
-            >>> from choral.config import Config
+            >>> from choral.checks import check_choice
+from choral.config import CALIBRATIONS, CalibrationConfig, Config
             >>> X = np.random.default_rng(0).uniform(0, 1, (32, 2))
             >>> model = Surrogate(Config().updated(**{"train.members": 2, "train.epochs": 2}))
             >>> model = model.fit(X, X.sum(1, keepdims=True))
@@ -230,7 +276,12 @@ class Surrogate:
                           for a in self.y_norm.loc_scale(1 + len(self.y_shape)))
         xs = ((X - x_loc) / x_scale).to(first.dtype)
         out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
-        return self.head.member_means(out).to(X.dtype) * y_scale + y_loc
+        means = self.head.member_means(out).to(X.dtype) * y_scale + y_loc
+        if isinstance(self.calibrator, Scale):  # spread about the mean as the predictive's are
+            c = self.calibrator.factor.to(X.dtype).reshape(-1, *[1] * (len(self.y_shape) - 1))
+            centre = means.mean(0)
+            means = centre + c * (means - centre)
+        return means
 
     def apply_calibration(self, pred: Predictive) -> Predictive:
         """The uncalibrated predictive ``pred`` (``predict(X, calibrated=False)``) with the

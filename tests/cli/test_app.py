@@ -52,8 +52,12 @@ def test_simulate_fit_evaluate_predict(work):
         assert z["X"].shape == (200, 8) and z["Y"].shape == (200, 1)
     summary = json.loads(work["fit_stdout"])
     assert summary["members"] == 2 and summary["epochs_run"] <= 5
+    calibration = summary["calibration"]  # calibrated by default, on 20 held-out rows
+    assert calibration["method"] == "pit_scale" and calibration["samples"] == 20
+    assert set(calibration["before"]) == set(calibration["after"]) >= {"coverage_90", "nll"}
     assert sorted(p.name for p in work["model"].iterdir()) == [
-        "config.json", "metrics.json", "normaliser.json", "ood.json", "weights.safetensors"]
+        "calibration.json", "config.json", "metrics.json", "normaliser.json", "ood.json",
+        "weights.safetensors"]
     assert not [p for p in work["dir"].iterdir() if p.name.startswith(".")]  # no temp leftovers
 
     result = invoke("evaluate", "--model", work["model"], "--data", work["test"], "--json")
@@ -155,6 +159,13 @@ def test_fields_from_a_pt_dict_without_channel_axis_and_report(tmp_path):
     html = (tmp_path / "r" / "index.html").read_text()
     pngs = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
     assert "example_1.png" in pngs and all(f'src="{p}"' in html for p in pngs)
+    # without its calibration, the model's report has one reliability curve, no before/after
+    (tmp_path / "m" / "calibration.json").unlink(missing_ok=True)
+    invoke("report", "--model", tmp_path / "m", "--data", tmp_path / "d.pt", "--out",
+           tmp_path / "r", "--examples", "0")
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "before calibration" not in html and "<th>calibration</th><td>none</td>" in html
+    assert "<h2>Calibration</h2>" not in html and 'src="pit.png"' in html
 
 
 @pytest.mark.parametrize("verb", [None, "simulate", "fit", "evaluate", "predict", "report",
@@ -266,7 +277,7 @@ def _wrong_features(d, model):
 def _unknown_calibration(d, model):
     args = _copy_model(d, model)
     return ["calibrate", *args[1:], "--method", "platt"], [
-        "--method must be one of scale, isotonic, conformal", "'platt'"]
+        "--method must be one of scale, pit_scale, isotonic, conformal, cqr", "'platt'"]
 
 
 ERRORS = {f.__name__.lstrip("_"): f for f in (
@@ -432,6 +443,15 @@ def test_calibrate_round_trip(work, tmp_path, method):
         assert inside.mean() == pytest.approx(summary["after"]["coverage_90"])
     invoke("report", "--model", model, "--data", work["test"], "--out", tmp_path / "r")
     assert (tmp_path / "r" / "pit.png").is_file()
+    # the report shows the reliability and calibration scores before and after calibration
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<th>before calibration</th><th>after calibration</th>" in page
+    assert "reliability diagram before and after calibration" in page
+    assert f'<th>calibration</th><td>{method}</td>' in page
+    for key in ("coverage_90", "coverage_50", "calibration_error"):
+        before, after = summary["before"][key], summary["after"][key]
+        assert (f'<tr><th>{key}</th><td class="num">{before:.4g}</td>'
+                f'<td class="num">{after:.4g}</td></tr>') in page
 
 
 def test_predict_writes_ood_scores_and_flags(work, tmp_path):

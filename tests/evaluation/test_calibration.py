@@ -11,13 +11,17 @@ from scipy import stats
 from choral.config import Config
 from choral.distributions import GaussianMixture
 from choral.errors import ConfigError, DataError, ModelFileError
+from choral.distributions import QuantilePredictive
 from choral.evaluation.calibration import (
+    CQR,
     Conformal,
     ConformalPredictive,
     Isotonic,
+    PitScale,
     Recalibrated,
     Scale,
     calibrator_from_dict,
+    cross_fit,
     fit_calibrator,
 )
 from choral.simulators import simulate
@@ -192,12 +196,13 @@ def test_calibration_survives_surrogate_save_and_load(tmp_path):
     lo, hi = loaded.predict(Xc).interval(0.9)
     inside = ((torch.as_tensor(Yc) >= lo) & (torch.as_tensor(Yc) <= hi)).double().mean().item()
     assert inside >= 0.9  # on its own calibration set: at least ceil((n+1) 0.9) / n
-    assert loaded.fit(X, Y).calibrator is None  # refitting drops it
+    refit = loaded.fit(X, Y)  # refitting replaces it with fit's own calibration
+    assert refit.calibrator.method == refit.metrics["calibration"]["method"] == "pit_scale"
 
 
 def test_errors_name_what_is_wrong():
     pred = mixture(10, 2, seed=13)
-    with pytest.raises(ConfigError, match="method must be one of scale, isotonic, conformal"):
+    with pytest.raises(ConfigError, match="method must be one of scale, pit_scale, isotonic, conformal, cqr"):
         fit_calibrator("platt", pred, pred.mean)
     with pytest.raises(DataError, match=r"shape \(10, 2\).*got \(10, 3\)"):
         fit_calibrator("scale", pred, torch.zeros(10, 3))
@@ -281,3 +286,71 @@ def test_recalibrated_joint_density_integrates_to_one_with_recalibrated_marginal
     same = Isotonic([[0.0, 1.0], [0.0, 1.0]]).apply(base)
     y = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
     torch.testing.assert_close(same.log_prob(y, joint=True), base.log_prob(y, joint=True))
+
+
+def test_pit_scale_recovers_the_factor_and_ignores_a_few_outliers():
+    g = gen(21)
+    y = 2.0 * torch.randn(3000, 2, generator=g, dtype=F64)  # true sd 2, predicted sd 1
+    pred = GaussianMixture(torch.zeros(1, 3000, 2), torch.ones(1, 3000, 2))
+    step = math.log(50 * 50) / 400  # the grid's spacing in log c
+    fitted = PitScale.fit(pred, y).factor
+    assert (fitted.log() - math.log(2.0)).abs().max() < 0.05 + step
+    y[:15] = 1e4  # 0.5% wild targets: moment matching explodes, the PIT match barely moves
+    assert Scale.fit(pred, y).factor.min() > 100
+    assert (PitScale.fit(pred, y).factor.log() - math.log(2.0)).abs().max() < 0.07 + step
+    back = calibrator_from_dict(json.loads(json.dumps(PitScale.fit(pred, y).to_dict())))
+    assert isinstance(back, PitScale) and torch.equal(back.factor, PitScale.fit(pred, y).factor)
+
+
+def _quantile_pred(n, seed):
+    """Members' quantiles at 9 levels of N(0, 1) (too narrow for the sd-2 targets below)."""
+    levels = torch.arange(1, 10, dtype=F64) / 10
+    q = torch.as_tensor(stats.norm.ppf(levels.numpy()), dtype=F64)
+    shift = 0.1 * torch.randn(2, n, 1, 1, generator=gen(seed), dtype=F64)
+    return QuantilePredictive(levels, (q.reshape(1, 1, 1, -1) + shift))
+
+
+def test_cqr_is_the_hand_computed_conformal_shift_and_covers_new_samples():
+    cal, test = _quantile_pred(200, 1), _quantile_pred(4000, 2)
+    y_cal = 2.0 * torch.randn(200, 1, generator=gen(3), dtype=F64)
+    y_test = 2.0 * torch.randn(4000, 1, generator=gen(4), dtype=F64)
+    cqr = CQR.fit(cal, y_cal, levels=(0.8,))
+    lo, hi = cal.interval(0.8)
+    scores = torch.maximum(lo - y_cal, y_cal - hi).reshape(-1).sort().values
+    assert cqr.q[0.8].item() == scores[math.ceil(201 * 0.8) - 1].item()  # the 161st smallest
+    out = cqr.apply(test)
+    lo_t, hi_t = out.interval(0.8)
+    base_lo, base_hi = test.interval(0.8)
+    torch.testing.assert_close(lo_t, base_lo - cqr.q[0.8])
+    torch.testing.assert_close(hi_t, base_hi + cqr.q[0.8])
+    inside = ((y_test >= lo_t) & (y_test <= hi_t)).double().mean().item()
+    assert base_hi.mean() - base_lo.mean() < 2 * 1.3  # the base interval under-covers...
+    assert abs(inside - 0.8) < 0.035  # ...CQR's covers (>= 0.8 in expectation, < 0.8 + 1/201)
+    back = calibrator_from_dict(json.loads(json.dumps(cqr.to_dict())))
+    assert isinstance(back, CQR) and torch.equal(back.apply(test).interval(0.8)[0], lo_t)
+
+
+def test_cqr_narrowed_past_the_midpoint_collapses_to_it():
+    pred = _quantile_pred(50, 5)
+    cqr = CQR({0.8: torch.full((1,), -10.0)})
+    lo, hi = cqr.apply(pred).interval(0.8)
+    base_lo, base_hi = pred.interval(0.8)
+    torch.testing.assert_close(lo, (base_lo + base_hi) / 2)
+    torch.testing.assert_close(hi, lo)
+
+
+def test_cross_fit_scores_each_fold_with_a_calibration_fitted_without_it():
+    g = gen(6)
+    y = 0.5 * torch.randn(60, 1, generator=g, dtype=F64)
+    pred = GaussianMixture(torch.zeros(1, 60, 1), torch.ones(1, 60, 1))
+    res = cross_fit("scale", pred, y, folds=3, seed=7)
+    perm = torch.randperm(60, generator=torch.Generator().manual_seed(7))
+    nll_after = 0.0
+    for held in perm.tensor_split(3):
+        kept = perm[~torch.isin(perm, held)]
+        c = torch.sqrt((y[kept] ** 2).mean())  # moment matching on the other folds only
+        z = y[held] / c
+        nll_after += (0.5 * math.log(2 * math.pi) + torch.log(c) + 0.5 * z**2).sum().item() / 60
+    assert res["after"]["nll"] == pytest.approx(nll_after, rel=1e-12)
+    assert res["before"]["coverage_90"] == 1.0 and res["after"]["coverage_90"] < 1.0
+    assert cross_fit("scale", pred.select([0, 1, 2]), y[:3]) == {}  # too few to cross-fit

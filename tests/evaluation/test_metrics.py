@@ -1,6 +1,7 @@
 """Tests of the scores against numpy/scipy and against known calibration facts."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from choral.evaluation.metrics import (
     pit,
     relative_l2,
     rmse,
+    std_error_rank_correlation,
 )
 
 
@@ -104,18 +106,21 @@ def test_evaluate_returns_all_scores():
     mix = GaussianMixture(mu, var)
     res = evaluate(mix, y)
     assert set(res) == {"rmse", "nll", "crps", "coverage_90", "coverage_50", "calibration_error",
-                        "mean_std", "interval_width_90", "interval_score_90"}
+                        "mean_std", "interval_width_90", "interval_score_90",
+                        "std_error_spearman"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in res.values())
     assert res["rmse"] == rmse(mix, y) and res["nll"] == nll(mix, y)
     assert res["coverage_90"] == coverage(mix, y, 0.9)
     assert res["interval_width_90"] == pytest.approx(interval_width(mix, 0.9), rel=1e-14)
     assert res["mean_std"] == pytest.approx(np.sqrt(var).mean(), rel=1e-12)
     assert res["interval_score_90"] == pytest.approx(interval_score(mix, y, 0.9), rel=1e-14)
+    assert res["std_error_spearman"] == std_error_rank_correlation(mix, y)
 
 
 def test_shape_mismatch_raises():
     mix = GaussianMixture(np.zeros((2, 5, 3)), np.ones((2, 5, 3)))
-    for fn in (rmse, nll, crps, coverage, pit, calibration_error, evaluate):
+    for fn in (rmse, nll, crps, coverage, pit, calibration_error, evaluate,
+               std_error_rank_correlation):
         with pytest.raises(DataError, match=r"\(5, 3\).*\(5, 2\)"):
             fn(mix, np.zeros((5, 2)))
     with pytest.raises(DataError, match="finite"):
@@ -147,3 +152,68 @@ def test_relative_l2_and_nrmse_by_hand():
     assert relative_l2(mix, y) == pytest.approx(by_hand, rel=1e-12)
     assert nrmse(mix, y) == pytest.approx(np.sqrt(((mean - y) ** 2).mean()) / y.std(ddof=1),
                                           rel=1e-12)
+
+
+def _ranks(a):
+    """Ranks 0..N-1 of distinct values, by numpy alone (independent of scipy)."""
+    r = np.empty(a.size)
+    r[np.argsort(a)] = np.arange(a.size)
+    return r
+
+
+def _spearman_by_hand(err, std):
+    return np.corrcoef(_ranks(err), _ranks(std))[0, 1]
+
+
+def test_std_error_rank_correlation_exact_orderings():
+    rng = np.random.default_rng(11)
+    mu, std = rng.normal(size=(2, 50, 3)), rng.uniform(0.1, 2.0, (50, 3))
+    mix = GaussianMixture(mu, np.broadcast_to(std**2, mu.shape).copy())
+    sign = rng.choice([-1.0, 1.0], (50, 3))
+    mix_std = mix.stddev.numpy()
+    # |error| equal to the mixture's own std: the std ranks the errors perfectly
+    assert std_error_rank_correlation(mix, mu.mean(0) + sign * mix_std) == pytest.approx(1.0)
+    # |error| decreasing in the std: perfectly reversed
+    assert std_error_rank_correlation(mix, mu.mean(0) + sign / mix_std) == pytest.approx(-1.0)
+
+
+def test_std_error_rank_correlation_matches_numpy_ranks():
+    mu, var, y = _truth(n=3_000, seed=12)
+    mix = GaussianMixture(mu, var)
+    err, std = np.abs(y - mu[0]).ravel(), np.sqrt(var[0]).ravel()
+    by_hand = _spearman_by_hand(err, std)
+    assert std_error_rank_correlation(mix, y) == pytest.approx(by_hand, rel=1e-10)
+    assert 0.1 < by_hand < 0.6  # targets drawn from the predictive: informative, not perfect
+
+
+def test_std_error_rank_correlation_fields_and_subsample():
+    rng = np.random.default_rng(13)
+    mu, var = rng.normal(size=(1, 5, 2, 20, 20)), rng.uniform(0.1, 3.0, (1, 5, 2, 20, 20))
+    mix = GaussianMixture(mu, var)
+    y = mix.sample(1, generator=torch.Generator().manual_seed(2))[0]
+    err, std = np.abs(y.numpy() - mu[0]).ravel(), np.sqrt(var[0]).ravel()
+    full = std_error_rank_correlation(mix, y)
+    assert full == pytest.approx(_spearman_by_hand(err, std), rel=1e-10)
+    assert evaluate(mix, y)["std_error_spearman"] == full  # 4000 values: all ranked
+    # above max_values, a documented fixed-seed subsample (seed 0) is ranked: reproducible
+    pick = np.random.default_rng(0).choice(err.size, 500, replace=False)
+    sub = std_error_rank_correlation(mix, y, max_values=500)
+    assert sub == pytest.approx(_spearman_by_hand(err[pick], std[pick]), rel=1e-10)
+    assert sub == std_error_rank_correlation(mix, y, max_values=500)
+    assert abs(sub - full) < 0.15
+
+
+def test_std_error_rank_correlation_undefined_is_nan_without_warning():
+    mix = GaussianMixture(np.zeros((2, 6, 1)), np.ones((2, 6, 1)))  # constant std
+    y = np.arange(6.0)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(std_error_rank_correlation(mix, y))
+        assert math.isnan(evaluate(mix, y)["std_error_spearman"])
+        varying = GaussianMixture(np.zeros((1, 6, 1)), np.arange(1.0, 7.0)[None, :, None])
+        assert math.isnan(std_error_rank_correlation(varying, np.ones((6, 1))))  # constant error
+        one = GaussianMixture(np.zeros((1, 1, 1)), np.ones((1, 1, 1)))
+        assert math.isnan(std_error_rank_correlation(one, [[1.0]]))
+    for bad in (1, 2.5, True):
+        with pytest.raises(DataError, match=r"max_values must be an integer >= 2; got"):
+            std_error_rank_correlation(mix, y, max_values=bad)

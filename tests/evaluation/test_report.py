@@ -6,7 +6,9 @@ import torch
 
 from choral.distributions import GaussianMixture
 from choral.errors import DataError
-from choral.evaluation.report import LEVELS, reliability, write_report
+from choral.evaluation.calibration import Isotonic, Scale
+from choral.evaluation.metrics import calibration_error, coverage
+from choral.evaluation.report import LEVELS, _pit, reliability, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCORES = {"rmse": 0.123456789, "nll": -1.98765, "coverage_90": 0.9}
@@ -104,6 +106,73 @@ def test_reliability_closed_form_gaussian():
     assert reliability(p, y, [0.5])[1].tolist() == [0.6]
 
 
+def _overconfident(shape, seed):
+    """Targets from a 2-member mixture and that mixture with its spread halved (too narrow)."""
+    truth, y = _mixture(shape, seed)
+    members = truth.members()
+    mean = truth.mean
+    narrow = GaussianMixture(mean + (members.means - mean) / 2, members.variances / 4)
+    return narrow, y
+
+
+def _legend(fig, axis):
+    return fig.axes[axis].get_legend_handles_labels()[1]
+
+
+def test_uncalibrated_report_has_one_reliability_curve(tmp_path):
+    p, y = _overconfident((300, 2), seed=8)
+    page = _check_report(write_report(tmp_path, torch.rand(300, 3), y, p, SCORES, title="t"),
+                         n_png=3)
+    assert "before calibration" not in page and "<h2>Calibration</h2>" not in page
+    (fig, name, _, _), rows = _pit(y, p, np.random.default_rng(0))
+    assert name == "pit.png" and rows is None
+    assert _legend(fig, 1) == ["calibrated", "observed"]
+    assert fig.axes[0].get_legend() is None
+
+
+@pytest.mark.parametrize("calibrator", [Scale([2.0, 2.0]),
+                                        Isotonic([[0.0, 0.3, 0.5, 0.7, 1.0]] * 2)])
+def test_calibrated_report_shows_both_curves_and_scores(tmp_path, calibrator):
+    raw, y = _overconfident((300, 2), seed=9)
+    cal = calibrator.apply(raw)
+    page = _check_report(write_report(tmp_path, torch.rand(300, 3), y, cal, SCORES, title="t",
+                                      uncalibrated=raw), n_png=3)
+    assert "<h2>Calibration</h2>" in page
+    assert "<th>before calibration</th><th>after calibration</th>" in page
+    assert "before calibration" in page and "after calibration" in page  # the figure's alt/caption
+    (fig, _, _, _), rows = _pit(y, cal, np.random.default_rng(0), raw)
+    assert _legend(fig, 1) == ["calibrated", "before calibration", "after calibration"]
+    assert _legend(fig, 0) == ["before calibration", "after calibration"]
+    before, after = (np.asarray(line.get_ydata()) for line in fig.axes[1].get_lines()[1:])
+    np.testing.assert_allclose(before, reliability(raw, y)[1])  # 600 values: all of them
+    np.testing.assert_allclose(after, reliability(cal, y)[1])
+    assert rows["calibration_error"] == pytest.approx(
+        (calibration_error(raw, y), calibration_error(cal, y)), rel=1e-12)
+    assert rows["coverage_90"] == (coverage(raw, y, 0.9), coverage(cal, y, 0.9))
+    assert rows["coverage_50"] == (coverage(raw, y, 0.5), coverage(cal, y, 0.5))
+    assert rows["reliability_gap"][0] == pytest.approx(np.abs(before - np.asarray(LEVELS)).mean())
+    assert rows["coverage_90"][0] < 0.8  # the raw mixture is too narrow: its curve lies below
+    for key, (b, a) in rows.items():
+        assert f'<tr><th>{key}</th><td class="num">{b:.4g}</td><td class="num">{a:.4g}</td></tr>' \
+            in page
+
+
+def test_calibrated_field_report_subsamples_both_curves_alike(tmp_path, monkeypatch):
+    monkeypatch.setattr("choral.evaluation.report.MAX_RELIABILITY", 50)
+    raw, y = _overconfident((4, 1, 8, 8), seed=10)
+    cal = Scale([2.0]).apply(raw)  # a plain mixture again: both curves on one flat subset
+    idx = torch.as_tensor(np.sort(np.random.default_rng(0).choice(256, 50, replace=False)))
+    (fig, _, _, _), rows = _pit(y, cal, np.random.default_rng(0), raw)
+    before, after = (np.asarray(line.get_ydata()) for line in fig.axes[1].get_lines()[1:])
+    flat = y.reshape(-1)[idx]
+    np.testing.assert_allclose(before, reliability(raw.select(idx, flat=True), flat)[1])
+    np.testing.assert_allclose(after, reliability(cal.select(idx, flat=True), flat)[1])
+    assert rows["coverage_90"] == (coverage(raw, y, 0.9), coverage(cal, y, 0.9))  # all values
+    page = _check_report(write_report(tmp_path, torch.rand(4, 1, 8, 8), y, cal, SCORES,
+                                      title="t", n_examples=1, uncalibrated=raw), n_png=3)
+    assert "<h2>Calibration</h2>" in page
+
+
 def test_bad_inputs_raise_data_error(tmp_path):
     p, y = _mixture((10, 2), seed=5)
     with pytest.raises(DataError, match="predictive's shape"):
@@ -117,4 +186,11 @@ def test_bad_inputs_raise_data_error(tmp_path):
         write_report(tmp_path, torch.zeros(10, 3), y * float("nan"), p, {}, title="t")
     with pytest.raises(DataError, match="n_examples"):
         write_report(tmp_path, torch.zeros(10, 3), y, p, {}, title="t", n_examples=-1)
+    with pytest.raises(DataError, match=r"uncalibrated must be a Predictive of Y's shape "
+                                        r"\(10, 2\).*; got GaussianMixture of shape \(10, 1\)"):
+        write_report(tmp_path, torch.zeros(10, 3), y, p, {}, title="t",
+                     uncalibrated=GaussianMixture(torch.zeros(2, 10, 1), torch.ones(2, 10, 1)))
+    with pytest.raises(DataError, match=r"uncalibrated must be .*; got ndarray"):
+        write_report(tmp_path, torch.zeros(10, 3), y, p, {}, title="t",
+                     uncalibrated=np.zeros((10, 2)))
     assert not (tmp_path / "index.html").exists()

@@ -1,5 +1,7 @@
 """The BoTorch adapter: posterior moments equal the choral predictive; BoTorch optimises on it."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,14 @@ def test_every_head_gives_the_predictives_member_means_with_gradients(fitted, he
     xg = x.clone().requires_grad_(True)
     as_botorch_model(sur).posterior(xg).mean.sum().backward()
     assert bool(torch.isfinite(xg.grad).all()) and xg.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["scale", "pit_scale"])
+def test_scale_calibrated_member_means_match_the_calibrated_predictive(fitted, method):
+    sur, X, Y = fitted
+    sur = copy.copy(sur).calibrate(X, Y + 0.3 * np.sin(7 * X[:, :2]), method)  # a factor != 1
+    assert abs(sur.calibrator.factor - 1).max() > 0.05
+    x = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    post, pred = as_botorch_model(sur).posterior(x), sur.predict(x.numpy())
+    torch.testing.assert_close(post.values.movedim(-3, 0).reshape(4, -1, 2), pred.member_means)
+    torch.testing.assert_close(post.variance.reshape(-1, 2), pred.epistemic)

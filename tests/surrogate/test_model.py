@@ -43,7 +43,8 @@ def test_save_load_round_trip_gives_identical_predictions(fitted):
     assert torch.equal(a.member_variances, b.member_variances)
     assert loaded.config == model.config
     assert sorted(p.name for p in path.iterdir()) == [
-        "config.json", "metrics.json", "normaliser.json", "ood.json", "weights.safetensors"]
+        "calibration.json", "config.json", "metrics.json", "normaliser.json", "ood.json",
+        "weights.safetensors"]
 
 
 def test_weights_own_aligned_storage_whatever_their_source(fitted):

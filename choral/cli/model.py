@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -86,13 +87,13 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
 
 def _calibration_line(info: dict) -> str:
     """One line on the self-calibration of ``fit`` (``metrics["calibration"]``)."""
-    if info["method"] == "none":
-        return f"not calibrated ({info['reason']})"
-    line = f"calibrated ({info['method']}) on {info['samples']} validation samples"
+    line = f"not calibrated ({info['reason']})" if info["method"] == "none" else \
+        f"calibrated ({info['method']}) on {info['samples']} held-out samples"
     if "after" in info:
-        before, after = info["before"]["coverage_90"], info["after"]["coverage_90"]
-        line += (f"; 90% coverage on held-out folds of them {before:.3f} before, "
-                 f"{after:.3f} after")
+        before, after = info["before"], info["after"]
+        line += (f"; on held-out folds of them: 90% coverage {before['coverage_90']:.3f} "
+                 f"before, {after['coverage_90']:.3f} after; NLL {before['nll']:.4g} before, "
+                 f"{after['nll']:.4g} after")
     return line
 
 
@@ -102,8 +103,8 @@ def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
     surrogate = Surrogate.load(model)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
     scores = score(surrogate.predict(X), Y)
-    if as_json:
-        print(json.dumps(scores))
+    if as_json:  # strict JSON: an undefined score (NaN) or an infinite width is null
+        print(json.dumps({k: v if math.isfinite(v) else None for k, v in scores.items()}))
         return
     table = Table("metric", "value", title=f"{model} on {data} ({len(X)} samples)")
     for key, value in scores.items():

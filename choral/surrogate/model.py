@@ -2,8 +2,7 @@
 
 Examples:
     >>> import numpy as np
-    >>> from choral.checks import check_choice
-from choral.config import CALIBRATIONS, CalibrationConfig, Config
+    >>> from choral.config import Config
     >>> rng = np.random.default_rng(0)
     >>> X = rng.uniform(-1, 1, (64, 2)); Y = X[:, :1] ** 2
     >>> cfg = Config().updated(**{"train.members": 3, "train.epochs": 5})
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 from choral.checks import check_choice
-from choral.config import CALIBRATIONS, CalibrationConfig, Config
+from choral.config import CALIBRATIONS, DENSITY_CALIBRATIONS, CalibrationConfig, Config
 from choral.data import check_arrays
 from choral.distributions import Predictive
 from choral.ensembles import TrainContext
@@ -158,22 +157,28 @@ class Surrogate:
         """Fit a post-hoc calibration on held-out ``X``, ``Y``, applied by :meth:`predict` from
         then on, and record in ``metrics["calibration"]`` its held-out scores before and after
         (:func:`~choral.evaluation.calibration.cross_fit`). ``method`` is a calibrator of
-        :data:`~choral.evaluation.calibration.METHODS` (``scale``, ``isotonic``, ``conformal``,
-        ``cqr``), ``auto`` (the head's default, see
-        :class:`~choral.config.CalibrationConfig`) or ``none`` (remove it). ``pred``, the
-        uncalibrated predictive at ``X``, saves a second prediction when given; ``options`` go
-        to the calibrator (e.g. ``levels``). Returns ``self``."""
+        :data:`~choral.evaluation.calibration.METHODS` (``scale``, ``pit_scale``,
+        ``isotonic``, ``conformal``, ``cqr``), ``auto`` or ``none`` (remove it), as in
+        :class:`~choral.config.CalibrationConfig`: ``auto`` keeps a density calibration only
+        when it lowers the cross-fitted NLL. ``pred``, the uncalibrated predictive at ``X``,
+        saves a second prediction when given; ``options`` go to the calibrator (e.g.
+        ``levels``). Returns ``self``."""
         check_choice(method, "method", CALIBRATIONS)
-        method = CalibrationConfig(method=method).resolved(self.config.model.head)
+        chosen = CalibrationConfig(method=method).resolved(self.config.model.head)
         self.calibrator = None
-        if method == "none":
+        if chosen == "none":
             self.metrics["calibration"] = {"method": "none", "reason": "turned off"}
             return self
         X, Y = check_arrays(X, Y)
         pred = self.predict(X, calibrated=False) if pred is None else pred
-        self.calibrator = fit_calibrator(method, pred, Y, **options)
-        self.metrics["calibration"] = {"method": method, "samples": len(Y),
-                                       **cross_fit(method, pred, Y, seed=self.config.train.seed)}
+        held_out = cross_fit(chosen, pred, Y, seed=self.config.train.seed)
+        info = {"method": chosen, "samples": len(Y), **held_out}
+        if method == "auto" and chosen in DENSITY_CALIBRATIONS and held_out \
+                and not held_out["after"]["nll"] < held_out["before"]["nll"]:
+            info |= {"method": "none", "reason": f"{chosen} did not lower the held-out NLL"}
+        else:
+            self.calibrator = fit_calibrator(chosen, pred, Y, **options)
+        self.metrics["calibration"] = info
         return self
 
     def ood(self, X: Any, pred: Predictive | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -256,8 +261,7 @@ class Surrogate:
 
         Examples:
             >>> import numpy as np
-            >>> from choral.checks import check_choice
-from choral.config import CALIBRATIONS, CalibrationConfig, Config
+            >>> from choral.config import Config
             >>> X = np.random.default_rng(0).uniform(0, 1, (32, 2))
             >>> model = Surrogate(Config().updated(**{"train.members": 2, "train.epochs": 2}))
             >>> model = model.fit(X, X.sum(1, keepdims=True))

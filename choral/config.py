@@ -27,15 +27,13 @@ from choral.evaluation.calibration import METHODS as CALIBRATORS
 from choral.networks.config import ModelConfig, UNetConfig
 from choral.schema import Strict, read_toml, validate
 
-__all__ = ["CALIBRATIONS", "DENSITY_CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig",
+__all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig",
            "FinetuneConfig", "ModelConfig", "SoupConfig", "TrainConfig", "UNetConfig",
            "WeightSpaceConfig"]
 
 
 AUTO_DENSITY = "pit_scale"
-"""What ``calibration.method = "auto"`` tries for Gaussian and mixture-density members."""
-DENSITY_CALIBRATIONS = ("scale", "pit_scale", "isotonic")
-"""Calibrators that change the density (and so the NLL), not only the intervals."""
+"""What ``calibration.method = "auto"`` means for Gaussian and mixture-density members."""
 
 
 class DataConfig(Strict):
@@ -60,12 +58,9 @@ class CalibrationConfig(Strict):
     neither train on it nor choose their epoch on it (rows that early stopping chose on give
     errors smaller than new data's, so a calibration fitted there under-covers). The
     calibrator is fitted on the ensemble's predictions there and saved with the model.
-    ``auto`` is ``cqr`` for the quantile head, and for the others ``AUTO_DENSITY``, kept only
-    when it lowers the NLL on held-out folds of those rows
-    (:func:`~choral.evaluation.calibration.cross_fit`; an ensemble that is calibrated already
-    is left as it is rather than given a noisy factor); both chosen on validation data carved
-    out of UCI training splits (``benchmarks/RESULTS.md``). ``none`` turns it off and trains
-    on every row. ``choral calibrate`` replaces it.
+    ``auto`` is ``cqr`` for the quantile head and ``AUTO_DENSITY`` for the others (chosen on
+    validation data carved out of UCI training splits, see ``benchmarks/RESULTS.md``);
+    ``none`` turns it off and trains on every row. ``choral calibrate`` replaces it.
 
     >>> CalibrationConfig().resolved("quantile"), CalibrationConfig(method="none").resolved("mdn")
     ('cqr', 'none')

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from choral.checks import check_choice
-from choral.config import CALIBRATIONS, DENSITY_CALIBRATIONS, CalibrationConfig, Config
+from choral.config import CALIBRATIONS, CalibrationConfig, Config
 from choral.data import check_arrays
 from choral.distributions import Predictive
 from choral.ensembles import TrainContext
@@ -158,27 +158,21 @@ class Surrogate:
         then on, and record in ``metrics["calibration"]`` its held-out scores before and after
         (:func:`~choral.evaluation.calibration.cross_fit`). ``method`` is a calibrator of
         :data:`~choral.evaluation.calibration.METHODS` (``scale``, ``pit_scale``,
-        ``isotonic``, ``conformal``, ``cqr``), ``auto`` or ``none`` (remove it), as in
-        :class:`~choral.config.CalibrationConfig`: ``auto`` keeps a density calibration only
-        when it lowers the cross-fitted NLL. ``pred``, the uncalibrated predictive at ``X``,
-        saves a second prediction when given; ``options`` go to the calibrator (e.g.
-        ``levels``). Returns ``self``."""
+        ``isotonic``, ``conformal``, ``cqr``), ``auto`` (the head's default, see
+        :class:`~choral.config.CalibrationConfig`) or ``none`` (remove it). ``pred``, the
+        uncalibrated predictive at ``X``, saves a second prediction when given; ``options`` go
+        to the calibrator (e.g. ``levels``). Returns ``self``."""
         check_choice(method, "method", CALIBRATIONS)
-        chosen = CalibrationConfig(method=method).resolved(self.config.model.head)
+        method = CalibrationConfig(method=method).resolved(self.config.model.head)
         self.calibrator = None
-        if chosen == "none":
+        if method == "none":
             self.metrics["calibration"] = {"method": "none", "reason": "turned off"}
             return self
         X, Y = check_arrays(X, Y)
         pred = self.predict(X, calibrated=False) if pred is None else pred
-        held_out = cross_fit(chosen, pred, Y, seed=self.config.train.seed)
-        info = {"method": chosen, "samples": len(Y), **held_out}
-        if method == "auto" and chosen in DENSITY_CALIBRATIONS and held_out \
-                and not held_out["after"]["nll"] < held_out["before"]["nll"]:
-            info |= {"method": "none", "reason": f"{chosen} did not lower the held-out NLL"}
-        else:
-            self.calibrator = fit_calibrator(chosen, pred, Y, **options)
-        self.metrics["calibration"] = info
+        self.calibrator = fit_calibrator(method, pred, Y, **options)
+        self.metrics["calibration"] = {"method": method, "samples": len(Y),
+                                       **cross_fit(method, pred, Y, seed=self.config.train.seed)}
         return self
 
     def ood(self, X: Any, pred: Predictive | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -111,6 +111,20 @@ def test_fit_with_toml_config_and_flag_override(work, tmp_path):
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["epochs_run"] <= 2
 
 
+def test_fit_prints_its_calibration_and_calibration_none_trains_on_every_row(work, tmp_path):
+    result = invoke("fit", "--data", work["train"], "--out", tmp_path / "m", *FAST, "--quiet")
+    info = json.loads((tmp_path / "m" / "metrics.json").read_text())["calibration"]
+    line = " ".join(result.stderr.split())  # as one line, however the console wrapped it
+    assert f"90% coverage {info['before']['coverage_90']:.3f} before" in line
+    assert f"{info['after']['coverage_90']:.3f} after" in line
+    invoke("fit", "--data", work["train"], "--out", tmp_path / "n", *FAST, "--quiet",
+           "--calibration", "none")
+    metrics = json.loads((tmp_path / "n" / "metrics.json").read_text())
+    assert metrics["calibration"] == {"method": "none", "reason": "turned off"}
+    assert metrics["n_train"] + metrics["n_val"] == 200 and metrics["n_calibration"] == 0
+    assert not (tmp_path / "n" / "calibration.json").exists()
+
+
 def test_fit_evaluate_predict_on_csv(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (120, 3))

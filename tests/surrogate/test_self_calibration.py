@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from choral.config import Config
-from choral.distributions import GaussianMixture
 from choral.errors import ConfigError
 from choral.evaluation.calibration import CQR, PitScale, cross_fit
 from choral.surrogate import Surrogate
@@ -22,7 +21,7 @@ def _data(n=120, seed=0):
 
 def test_fit_holds_out_calibration_rows_and_calibrates_on_them():
     X, Y = _data()
-    model = Surrogate(Config().updated(**FAST, **{"calibration.method": "pit_scale"})).fit(X, Y)
+    model = Surrogate(Config().updated(**FAST)).fit(X, Y)
     info = model.metrics
     assert (info["n_calibration"], info["n_val"], info["n_train"]) == (12, 11, 97)
     assert isinstance(model.calibrator, PitScale)
@@ -34,27 +33,6 @@ def test_fit_holds_out_calibration_rows_and_calibrates_on_them():
     assert torch.equal(PitScale.fit(raw, Y[cal.numpy()]).factor, model.calibrator.factor)
     expected = cross_fit("pit_scale", raw, Y[cal.numpy()], seed=0)
     assert info["calibration"] == {"method": "pit_scale", "samples": 12, **expected}
-
-
-def test_auto_keeps_pit_scale_only_when_it_lowers_the_held_out_nll():
-    X, _ = _data(n=400)
-    model = Surrogate(Config().updated(**FAST)).fit(X, np.zeros((400, 1)))
-    g = torch.Generator().manual_seed(5)
-    means = torch.randn(3, 400, 1, generator=g, dtype=torch.float64)
-    Y = means[0] + torch.randn(400, 1, generator=g, dtype=torch.float64)  # member 0's draws
-    exact = GaussianMixture(means[:1], torch.ones(1, 400, 1))  # calibrated already
-    model.calibrate(X, Y.numpy(), "auto", pred=exact)
-    info = model.metrics["calibration"]
-    assert model.calibrator is None and info["method"] == "none"
-    assert info["reason"] == "pit_scale did not lower the held-out NLL"
-    assert info["after"]["nll"] >= info["before"]["nll"]
-    wide = GaussianMixture(means, torch.full((3, 400, 1), 4.0))  # far too wide
-    model.calibrate(X, Y.numpy(), "auto", pred=wide)
-    info = model.metrics["calibration"]
-    assert isinstance(model.calibrator, PitScale) and info["method"] == "pit_scale"
-    assert info["after"]["nll"] < info["before"]["nll"] and model.calibrator.factor < 0.7
-    model.calibrate(X, Y.numpy(), "pit_scale", pred=exact)  # asked for by name: always kept
-    assert isinstance(model.calibrator, PitScale)
 
 
 def test_calibration_none_trains_on_every_row_like_before():

@@ -1,20 +1,26 @@
 """Post-hoc recalibration of any :class:`~choral.distributions.Predictive` on a held-out set.
 
-Three calibrators, each fitted on a predictive (n, ...) and the observed targets y (n, ...) of a
-calibration set, each applied to new predictives of the same per-sample shape, each saved as one
-JSON object (``calibration.json`` in a model directory):
+Five calibrators (:data:`METHODS`), each fitted on a predictive (n, ...) and the observed targets
+y (n, ...) of a calibration set, each applied to new predictives of the same per-sample shape,
+each saved as one JSON object (``calibration.json`` in a model directory):
 
 - :class:`Scale`: one factor ``c`` per output (per channel for fields) that stretches the
-  predictive about its mean, ``Y' = m + c (Y - m)``. For a mixture the component means become
-  ``m + c (mu_i - m)`` and the variances ``c^2 var_i``; written with the contract's ``affine``.
+  predictive about its mean, ``Y' = m + c (Y - m)``, by moment matching. For a mixture the
+  component means become ``m + c (mu_i - m)`` and the variances ``c^2 var_i``; written with the
+  contract's ``affine``.
+- :class:`PitScale`: the same stretch, with the factor that makes the calibration PIT most
+  uniform (``Surrogate.fit``'s default for Gaussian and mixture-density members).
 - :class:`Isotonic`: quantile recalibration (Kuleshov et al. 2018): ``F'(y) = R(F(y))`` with
   ``R`` the (isotonic) empirical CDF of the calibration PIT values, per output (per channel).
 - :class:`Conformal`: split-conformal intervals ``mean -+ q std`` with the score
   ``|y - mean| / std`` and the finite-sample quantile ``ceil((n + 1) level)``-th smallest score,
   per output value (per output for vectors, per cell for fields).
+- :class:`CQR`: conformalised quantile regression, the predictive's own intervals widened by
+  the same kind of quantile (the default for the quantile head).
 
-Per-sample shapes: vectors (n, m) (parameters (m,)); fields (n, c, *grid) (``Scale`` and
-``Isotonic`` per channel (c,), ``Conformal`` per cell (c, *grid)).
+Per-sample shapes: vectors (n, m) (parameters (m,)); fields (n, c, *grid) (``Scale``,
+``PitScale`` and ``Isotonic`` per channel (c,), ``Conformal`` and ``CQR`` per cell (c, *grid)).
+:func:`cross_fit` scores a method on held-out folds of a calibration set, before and after.
 
 Examples:
     >>> import torch
@@ -41,11 +47,11 @@ import torch
 from choral.checks import check_choice, check_int
 from choral.distributions import Members, Predictive
 from choral.errors import DataError, ModelFileError
-from choral.evaluation.metrics import check_targets, coverage, nll
+from choral.evaluation.metrics import check_targets, coverage, nll, pit_calibration_error
 
 __all__ = ["CQR", "METHODS", "Calibrator", "Conformal", "ConformalPredictive", "Isotonic",
            "PitScale", "Recalibrated", "Scale", "calibrator_from_dict", "cross_fit",
-           "fit_calibrator"]
+           "fit_calibrator", "scale_factor"]
 
 _F64 = torch.float64
 _EPS = 1e-12
@@ -125,9 +131,9 @@ class PitScale(Scale):
     The factor ``c`` per output (channel) minimises the calibration error
     ``mean_j |#{F_c(y) <= p_j} / N - p_j|`` (``p_j = j / 100``) of the scaled predictive
     ``F_c(y) = F(m + (y - m) / c)``, searched on a grid of 401 factors from 1/50 to 50 (evenly
-    in ``log c``). Unlike moment matching, a few far-out calibration targets (heavy tails) move
-    it little, so the body of the predictive is matched: fewer rows are needed for the same
-    precision (a coverage-type estimate, like conformal prediction's).
+    in ``log c``). Unlike moment matching (:class:`Scale`), a few far-out calibration targets
+    (heavy tails) move it little: it matches the predictive's quantiles to the targets', not its
+    second moment.
     """
 
     method = "pit_scale"
@@ -136,14 +142,11 @@ class PitScale(Scale):
     @classmethod
     def fit(cls, pred: Predictive, y: Any) -> PitScale:
         y = _targets(pred, y)
-        p = torch.arange(1, 100, dtype=_F64) / 100
         errors = []
-        for c in cls.grid:  # one CDF per candidate: (n, ...) values at a time
-            u = torch.sort(_columns(pred.cdf(pred.mean + (y - pred.mean) / c)), dim=1).values
-            u = u.contiguous()
-            frac = torch.searchsorted(u, p.expand(len(u), -1).contiguous(), right=True)
-            errors.append((frac.double() / u.shape[1] - p).abs().mean(1))
-        return cls(cls.grid[torch.stack(errors).argmin(0)])
+        for c in cls.grid:  # the PIT of the scaled predictive, F(m + (y - m) / c), per output
+            u = _columns(pred.cdf(pred.mean + (y - pred.mean) / c))
+            errors.append([pit_calibration_error(row) for row in u])
+        return cls(cls.grid[torch.tensor(errors, dtype=_F64).argmin(0)])
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -466,8 +469,14 @@ METHODS = {c.method: c for c in (Scale, PitScale, Isotonic, Conformal, CQR)}
 Calibrator = Scale | PitScale | Isotonic | Conformal | CQR
 
 
+def scale_factor(calibrator: Calibrator | None) -> torch.Tensor | None:
+    """The per-output factor (c,) by which ``calibrator`` spreads member means about their mean
+    (:class:`Scale`, :class:`PitScale`); ``None`` for the others, which leave them as they are."""
+    return calibrator.factor if isinstance(calibrator, Scale) else None
+
+
 def fit_calibrator(method: str, pred: Predictive, y: Any, **options: Any) -> Calibrator:
-    """Fit the calibrator ``method`` (scale, isotonic or conformal) on ``pred`` (n, ...) and
+    """Fit the calibrator ``method`` (a key of :data:`METHODS`) on ``pred`` (n, ...) and
     ``y`` (n, ...); ``options`` go to its ``fit`` (e.g. ``levels`` for conformal)."""
     return METHODS[check_choice(method, "method", METHODS)].fit(pred, y, **options)
 

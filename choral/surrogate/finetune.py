@@ -34,7 +34,7 @@ from choral.ensembles.training import History, train_members
 from choral.ensembles.wiseft import interpolate
 from choral.errors import DataError
 from choral.evaluation.metrics import nll
-from choral.surrogate.model import Surrogate, member_seeds, split_indices
+from choral.surrogate.model import MIN_CALIBRATION, Surrogate, member_seeds, split_indices
 
 __all__ = ["curve", "fine_weights", "finetune", "tune"]
 
@@ -84,7 +84,8 @@ def finetune(model: Surrogate, X: Any, Y: Any,
              old: tuple[Any, Any] | None = None) -> tuple[Surrogate, dict[str, Any]]:
     """Fine-tune ``model`` on a new regime ``X``, ``Y`` and return the WiSE-FT surrogate at the
     chosen ``alpha`` with its curve (the content of ``wiseft.json``), calibrated
-    (``calibration.method``) on the held-out new-regime data.
+    (``calibration.method``) on the held-out new-regime data when it has at least
+    ``MIN_CALIBRATION`` rows.
 
     ``finetune.val_fraction`` of the new data is held out; ``old`` is validation data of the
     training regime (without it, alpha is chosen on the new regime alone).
@@ -101,7 +102,10 @@ def finetune(model: Surrogate, X: Any, Y: Any,
             "epochs_run": history.epochs_run, "finetune": ft.model_dump()}
     tuned.metrics = {**model.metrics, "wiseft_alpha": best["alpha"]}
     tuned.records = {"wiseft": info}
-    tuned.calibrate(*regimes["new"], model.config.calibration.method)
+    if len(regimes["new"][0]) >= MIN_CALIBRATION:
+        tuned.calibrate(*regimes["new"], model.config.calibration.method)
+    else:
+        tuned.metrics["calibration"] = {"method": "none", "reason": "too few samples"}
     return tuned, info
 
 

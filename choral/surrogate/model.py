@@ -33,10 +33,10 @@ from choral.ensembles.training import EpochCallback, History, train_members
 from choral.errors import DataError, ModelFileError
 from choral.evaluation.calibration import (
     Calibrator,
-    Scale,
     calibrator_from_dict,
     cross_fit,
     fit_calibrator,
+    scale_factor,
 )
 from choral.evaluation.ood import OODDetector, pooled_features
 from choral.networks import build_backbone, make_head
@@ -275,8 +275,9 @@ class Surrogate:
         xs = ((X - x_loc) / x_scale).to(first.dtype)
         out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
         means = self.head.member_means(out).to(X.dtype) * y_scale + y_loc
-        if isinstance(self.calibrator, Scale):  # spread about the mean as the predictive's are
-            c = self.calibrator.factor.to(X.dtype).reshape(-1, *[1] * (len(self.y_shape) - 1))
+        factor = scale_factor(self.calibrator)
+        if factor is not None:  # spread about the mean as the predictive's are
+            c = factor.to(X.dtype).reshape(-1, *[1] * (len(self.y_shape) - 1))
             centre = means.mean(0)
             means = centre + c * (means - centre)
         return means

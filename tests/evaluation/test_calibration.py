@@ -22,6 +22,7 @@ from choral.evaluation.calibration import (
     calibrator_from_dict,
     cross_fit,
     fit_calibrator,
+    scale_factor,
 )
 from choral.simulators import simulate
 from choral.surrogate import Surrogate
@@ -354,3 +355,12 @@ def test_cross_fit_scores_each_fold_with_a_calibration_fitted_without_it():
     assert res["after"]["nll"] == pytest.approx(nll_after, rel=1e-12)
     assert res["before"]["coverage_90"] == 1.0 and res["after"]["coverage_90"] < 1.0
     assert cross_fit("scale", pred.select([0, 1, 2]), y[:3]) == {}  # too few to cross-fit
+
+
+def test_scale_factor_is_the_spread_of_scale_calibrations_only():
+    pred, y = mixture(40, 2, seed=9), mixture(40, 2, seed=10).mean
+    for method in ("scale", "pit_scale"):
+        cal = fit_calibrator(method, pred, y)
+        assert torch.equal(scale_factor(cal), cal.factor)
+    assert scale_factor(fit_calibrator("conformal", pred, y)) is None
+    assert scale_factor(None) is None

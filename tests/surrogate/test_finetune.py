@@ -64,6 +64,10 @@ def test_finetune_picks_the_best_alpha_of_its_curve(tuned):
     best = min(info["curve"], key=lambda r: r["mean_nll"])
     assert info["alpha"] == best["alpha"] and info["selected_on"] == ["new", "old"]
     assert out.records["wiseft"] is info and out.metrics["wiseft_alpha"] == info["alpha"]
+    # calibrated on the 32 held-out rows of the new regime (finetune.val_fraction = 0.2)
+    assert out.calibrator.method == "pit_scale" and out.metrics["calibration"]["samples"] == 32
+    few, _ = finetune(model, new[0][:40], new[1][:40])  # 8 held-out rows: too few
+    assert few.calibrator is None and few.metrics["calibration"]["reason"] == "too few samples"
 
 
 def test_cli_finetune_writes_model_and_curve(tmp_path):

@@ -75,10 +75,10 @@ class Surrogate:
 
     State after :meth:`fit` or :meth:`load`: ``params`` (stacked member weights (s, ...)),
     ``x_norm`` / ``y_norm`` (standardisers), ``ood_detector``, ``calibrator`` (fitted by
-    :meth:`fit` on its validation split unless ``calibration.method = "none"``; replaced by
-    :meth:`calibrate`), ``metrics``, ``records`` (what the ensemble method recorded, by name),
-    ``head`` and ``forward``, the stacked member forward ``(params (s, ...), x (s, b, ...)) ->
-    outputs (s, b, ...)``.
+    :meth:`fit` on the rows it holds out, see :class:`~choral.config.CalibrationConfig`;
+    replaced by :meth:`calibrate`), ``metrics``, ``records`` (what the ensemble method
+    recorded, by name), ``head`` and ``forward``, the stacked member forward
+    ``(params (s, ...), x (s, b, ...)) -> outputs (s, b, ...)``.
     """
 
     def __init__(self, config: Config | None = None) -> None:
@@ -92,7 +92,12 @@ class Surrogate:
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None) -> Surrogate:
         """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
-        fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net; returns ``self``."""
+        fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net, then calibrate
+        on the rows held out for it (``calibration``); returns ``self``.
+
+        Rows: ``calibration.fraction`` held out first (networks never train or stop early on
+        them), then ``train.val_fraction`` of the rest for early stopping, the rest to train.
+        """
         X, Y = check_arrays(X, Y)
         cfg = self.config
         self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
@@ -139,8 +144,8 @@ class Surrogate:
     def _fit_ood(self, X: np.ndarray, Z: np.ndarray, train_idx: np.ndarray,
                  held: np.ndarray, pred: Predictive) -> None:
         """Fit the OOD detector from inputs ``X`` and their standardised ``Z``: density of the
-        training inputs, threshold on the ``held`` rows (validation, or training when there is
-        no validation split) whose uncalibrated predictive is ``pred``."""
+        training inputs, threshold on the ``held`` rows (calibration, else validation, else
+        training rows) whose uncalibrated predictive is ``pred``."""
         features = pooled_features(Z)
         self.ood_detector = OODDetector.fit(features[train_idx], features[held],
                                             self._epistemic(X[held], pred),

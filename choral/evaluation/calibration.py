@@ -8,8 +8,9 @@ each saved as one JSON object (``calibration.json`` in a model directory):
   predictive about its mean, ``Y' = m + c (Y - m)``, by moment matching. For a mixture the
   component means become ``m + c (mu_i - m)`` and the variances ``c^2 var_i``; written with the
   contract's ``affine``.
-- :class:`PitScale`: the same stretch, with the factor that makes the calibration PIT most
-  uniform (``Surrogate.fit``'s default for Gaussian and mixture-density members).
+- :class:`PitScale`: the same stretch per output value, with the factor that makes the
+  calibration PIT most uniform (``Surrogate.fit``'s default for Gaussian and mixture-density
+  members).
 - :class:`Isotonic`: quantile recalibration (Kuleshov et al. 2018): ``F'(y) = R(F(y))`` with
   ``R`` the (isotonic) empirical CDF of the calibration PIT values, per output (per channel).
 - :class:`Conformal`: split-conformal intervals ``mean -+ q std`` with the score
@@ -18,8 +19,8 @@ each saved as one JSON object (``calibration.json`` in a model directory):
 - :class:`CQR`: conformalised quantile regression, the predictive's own intervals widened by
   the same kind of quantile (the default for the quantile head).
 
-Per-sample shapes: vectors (n, m) (parameters (m,)); fields (n, c, *grid) (``Scale``,
-``PitScale`` and ``Isotonic`` per channel (c,), ``Conformal`` and ``CQR`` per cell (c, *grid)).
+Per-sample shapes: vectors (n, m) (parameters (m,)); fields (n, c, *grid) (``Scale`` and
+``Isotonic`` per channel (c,), ``PitScale``, ``Conformal`` and ``CQR`` per cell (c, *grid)).
 :func:`cross_fit` scores a method on held-out folds of a calibration set, before and after.
 
 Examples:
@@ -47,7 +48,7 @@ import torch
 from choral.checks import check_choice, check_int
 from choral.distributions import Members, Predictive
 from choral.errors import DataError, ModelFileError
-from choral.evaluation.metrics import check_targets, coverage, nll, pit_calibration_error
+from choral.evaluation.metrics import check_targets, coverage, nll, pit_calibration_errors
 
 __all__ = ["CQR", "METHODS", "Calibrator", "Conformal", "ConformalPredictive", "Isotonic",
            "PitScale", "Recalibrated", "Scale", "calibrator_from_dict", "cross_fit",
@@ -81,8 +82,10 @@ def _per_channel(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return values.reshape((-1,) + (1,) * (len(shape) - 2))
 
 
-def _check_shape(name: str, got: Sequence[int], pred: Predictive, per_cell: bool) -> None:
-    want = tuple(pred.shape[1:]) if per_cell else (pred.shape[1],)
+def _check_shape(name: str, got: Sequence[int], sample_shape: Sequence[int],
+                 per_cell: bool) -> None:
+    """``got`` must be the per-sample shape (per cell) or its first axis (per channel)."""
+    want = tuple(sample_shape) if per_cell else (sample_shape[0],)
     if tuple(got) != want:
         raise DataError(f"the {name} calibration was fitted for outputs of shape {tuple(got)}; "
                         f"this predictive has {want}")
@@ -100,9 +103,12 @@ class Scale:
     """
 
     method = "scale"
+    per_cell = False
+    """One factor per output or channel (c,); per output value (c, *grid) when True."""
 
     def __init__(self, factor: Any) -> None:
-        self.factor = torch.as_tensor(factor, dtype=_F64).reshape(-1)
+        self.factor = torch.as_tensor(factor, dtype=_F64)
+        self.factor = self.factor if self.per_cell else self.factor.reshape(-1)
         if not bool((self.factor > 0).all()) or not bool(torch.isfinite(self.factor).all()):
             raise DataError(f"scale factors must be finite and > 0; got {self.factor.tolist()}")
 
@@ -112,9 +118,13 @@ class Scale:
         z2 = (y - pred.mean) ** 2 / pred.variance
         return cls(torch.sqrt(_columns(z2).mean(1)).clamp_min(_EPS))
 
+    def spread(self, sample_shape: Sequence[int]) -> torch.Tensor:
+        """The factors shaped to broadcast against (n, *sample_shape)."""
+        _check_shape(self.method, self.factor.shape, sample_shape, self.per_cell)
+        return self.factor if self.per_cell else _per_channel(self.factor, (0, *sample_shape))
+
     def apply(self, pred: Predictive) -> Predictive:
-        _check_shape("scale", self.factor.shape, pred, per_cell=False)
-        c = _per_channel(self.factor, pred.shape)
+        c = self.spread(pred.shape[1:])
         return pred.affine(pred.mean * (1.0 - c), c)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,27 +136,31 @@ class Scale:
 
 
 class PitScale(Scale):
-    """Variance scaling with the factor that makes the calibration PIT most uniform.
+    """Variance scaling per output value with the factor that makes its PIT most uniform.
 
-    The factor ``c`` per output (channel) minimises the calibration error
-    ``mean_j |#{F_c(y) <= p_j} / N - p_j|`` (``p_j = j / 100``) of the scaled predictive
-    ``F_c(y) = F(m + (y - m) / c)``, searched on a grid of 401 factors from 1/50 to 50 (evenly
-    in ``log c``). Unlike moment matching (:class:`Scale`), a few far-out calibration targets
-    (heavy tails) move it little: it matches the predictive's quantiles to the targets', not its
-    second moment.
+    The factor ``c`` of each output value (each output of a vector, each cell of a field: the
+    error of a field varies from cell to cell, e.g. it vanishes on a fixed boundary) minimises
+    the calibration error ``mean_j |#{F_c(y_i) <= p_j} / n - p_j|`` (``p_j = j / 100``) over
+    the ``n`` calibration samples of the scaled predictive ``F_c(y) = F(m + (y - m) / c)``,
+    searched on a grid of 401 factors from 1/50 to 50 (evenly in ``log c``). Unlike moment
+    matching (:class:`Scale`), a few far-out calibration targets (heavy tails) move it little:
+    it matches the predictive's quantiles to the targets', not its second moment.
+
+    Args:
+        factor: the factors ``c`` (the per-sample shape: (m,) or (c, *grid)), all > 0.
     """
 
     method = "pit_scale"
+    per_cell = True
     grid = torch.logspace(math.log10(1 / 50), math.log10(50), 401, dtype=_F64)
 
     @classmethod
     def fit(cls, pred: Predictive, y: Any) -> PitScale:
         y = _targets(pred, y)
-        errors = []
-        for c in cls.grid:  # the PIT of the scaled predictive, F(m + (y - m) / c), per output
-            u = _columns(pred.cdf(pred.mean + (y - pred.mean) / c))
-            errors.append([pit_calibration_error(row) for row in u])
-        return cls(cls.grid[torch.tensor(errors, dtype=_F64).argmin(0)])
+        errors = torch.stack([  # the PIT of the scaled predictive, F(m + (y - m) / c)
+            pit_calibration_errors(pred.cdf(pred.mean + (y - pred.mean) / c).flatten(1).T)
+            for c in cls.grid])  # (401, values)
+        return cls(cls.grid[errors.argmin(0)].reshape(pred.shape[1:]))
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -213,7 +227,7 @@ class Isotonic:
         return _uncolumns(r, p.shape)
 
     def apply(self, pred: Predictive) -> Recalibrated:
-        _check_shape("isotonic", self.knots.shape[:1], pred, per_cell=False)
+        _check_shape("isotonic", self.knots.shape[:1], pred.shape[1:], per_cell=False)
         return Recalibrated(pred, self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -402,7 +416,8 @@ class Conformal:
         return pred.mean - half, pred.mean + half
 
     def apply(self, pred: Predictive) -> ConformalPredictive:
-        _check_shape(self.method, next(iter(self.q.values())).shape, pred, per_cell=True)
+        _check_shape(self.method, next(iter(self.q.values())).shape, pred.shape[1:],
+                     per_cell=True)
         return ConformalPredictive(pred, self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -469,10 +484,12 @@ METHODS = {c.method: c for c in (Scale, PitScale, Isotonic, Conformal, CQR)}
 Calibrator = Scale | PitScale | Isotonic | Conformal | CQR
 
 
-def scale_factor(calibrator: Calibrator | None) -> torch.Tensor | None:
-    """The per-output factor (c,) by which ``calibrator`` spreads member means about their mean
-    (:class:`Scale`, :class:`PitScale`); ``None`` for the others, which leave them as they are."""
-    return calibrator.factor if isinstance(calibrator, Scale) else None
+def scale_factor(calibrator: Calibrator | None,
+                 sample_shape: Sequence[int]) -> torch.Tensor | None:
+    """The factors, broadcastable to (n, *sample_shape), by which ``calibrator`` spreads member
+    means about their mean (:class:`Scale`, :class:`PitScale`); ``None`` for the others, which
+    leave them as they are."""
+    return calibrator.spread(sample_shape) if isinstance(calibrator, Scale) else None
 
 
 def fit_calibrator(method: str, pred: Predictive, y: Any, **options: Any) -> Calibrator:

@@ -31,7 +31,7 @@ from choral.errors import DataError
 
 __all__ = ["calibration_error", "check_targets", "coverage", "crps", "evaluate",
            "interval_score", "interval_width", "nll", "nrmse", "pit", "pit_calibration_error",
-           "relative_l2", "rmse", "std_error_rank_correlation"]
+           "pit_calibration_errors", "relative_l2", "rmse", "std_error_rank_correlation"]
 
 MAX_RANKED = 200_000
 """Target values behind :func:`std_error_rank_correlation` by default: above it, a uniform
@@ -94,11 +94,20 @@ def calibration_error(predictive: Predictive, y: Any, levels: int = 99) -> float
 def pit_calibration_error(u: torch.Tensor, levels: int = 99) -> float:
     """:func:`calibration_error` from PIT values ``u`` of any shape (e.g. (n, ...)) already
     computed, so a caller that also needs them (a PIT histogram) runs the CDF once."""
+    return pit_calibration_errors(u.reshape(1, -1), levels)[0].item()
+
+
+def pit_calibration_errors(u: torch.Tensor, levels: int = 99) -> torch.Tensor:
+    """:func:`calibration_error` of each row of PIT values ``u`` (r, N): (r,).
+
+    >>> pit_calibration_errors(torch.tensor([[0.25, 0.75], [0.5, 0.5]]), levels=3).tolist()
+    [0.16666666666666666, 0.3333333333333333]
+    """
     check_int(levels, "levels", minimum=1)
-    u = torch.sort(u.reshape(-1)).values
+    u = torch.sort(u, dim=1).values.contiguous()
     p = torch.arange(1, levels + 1, dtype=torch.float64) / (levels + 1)
-    frac = torch.searchsorted(u, p, right=True).double() / u.numel()
-    return (frac - p).abs().mean().item()
+    frac = torch.searchsorted(u, p.expand(len(u), -1).contiguous(), right=True)
+    return (frac.double() / u.shape[1] - p).abs().mean(1)
 
 
 def relative_l2(predictive: Predictive, y: Any) -> float:

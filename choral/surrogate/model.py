@@ -280,9 +280,9 @@ class Surrogate:
         xs = ((X - x_loc) / x_scale).to(first.dtype)
         out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
         means = self.head.member_means(out).to(X.dtype) * y_scale + y_loc
-        factor = scale_factor(self.calibrator)
+        factor = scale_factor(self.calibrator, self.y_shape)
         if factor is not None:  # spread about the mean as the predictive's are
-            c = factor.to(X.dtype).reshape(-1, *[1] * (len(self.y_shape) - 1))
+            c = factor.to(X.dtype)
             centre = means.mean(0)
             means = centre + c * (means - centre)
         return means

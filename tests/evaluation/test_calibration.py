@@ -361,6 +361,24 @@ def test_scale_factor_is_the_spread_of_scale_calibrations_only():
     pred, y = mixture(40, 2, seed=9), mixture(40, 2, seed=10).mean
     for method in ("scale", "pit_scale"):
         cal = fit_calibrator(method, pred, y)
-        assert torch.equal(scale_factor(cal), cal.factor)
-    assert scale_factor(fit_calibrator("conformal", pred, y)) is None
-    assert scale_factor(None) is None
+        assert torch.equal(scale_factor(cal, (2,)), cal.factor)
+    assert scale_factor(fit_calibrator("conformal", pred, y), (2,)) is None
+    assert scale_factor(None, (2,)) is None
+    field = Scale([2.0, 3.0])  # per channel: shaped to broadcast against (n, 2, 4, 5)
+    assert scale_factor(field, (2, 4, 5)).shape == (2, 1, 1)
+    with pytest.raises(DataError, match=r"fitted for outputs of shape \(2,\)"):
+        scale_factor(field, (3, 4, 5))
+
+
+def test_pit_scale_is_per_cell_on_fields():
+    """Cells whose errors are half the predicted spread get c ~ 1/2, the others c ~ 2."""
+    n = 4000
+    g = gen(11)
+    pred = GaussianMixture(torch.zeros(1, n, 1, 2, 3), torch.ones(1, n, 1, 2, 3))
+    sd = torch.tensor([[[0.5, 2.0, 0.5], [2.0, 0.5, 2.0]]], dtype=F64)
+    y = sd * torch.randn(n, 1, 2, 3, generator=g, dtype=F64)
+    cal = PitScale.fit(pred, y)
+    assert cal.factor.shape == (1, 2, 3)
+    torch.testing.assert_close(cal.factor, sd, rtol=0.08, atol=0)
+    out = cal.apply(pred.select(torch.arange(10)))
+    torch.testing.assert_close(out.stddev, cal.factor.expand(10, 1, 2, 3))

@@ -90,7 +90,7 @@ def test_every_head_gives_the_predictives_member_means_with_gradients(fitted, he
 def test_scale_calibrated_member_means_match_the_calibrated_predictive(fitted, method):
     sur, X, Y = fitted
     sur = copy.copy(sur).calibrate(X, Y + 0.3 * np.sin(7 * X[:, :2]), method)  # a factor != 1
-    assert abs(scale_factor(sur.calibrator) - 1).max() > 0.05
+    assert abs(scale_factor(sur.calibrator, (2,)) - 1).max() > 0.05
     x = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     post, pred = as_botorch_model(sur).posterior(x), sur.predict(x.numpy())
     torch.testing.assert_close(post.values.movedim(-3, 0).reshape(4, -1, 2), pred.member_means)

@@ -18,9 +18,9 @@ Examples:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.evaluation.calibration import METHODS as CALIBRATORS
@@ -66,17 +66,10 @@ class CalibrationConfig(Strict):
     ('cqr', 'none')
     """
 
-    method: str = "auto"
+    method: Literal[CALIBRATIONS] = "auto"
     fraction: float = Field(default=0.1, gt=0, lt=1)
     """Share of the training rows held out for calibration; with fewer than 10 rows there,
     ``fit`` neither holds out nor calibrates."""
-
-    @field_validator("method")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in CALIBRATIONS:
-            raise ValueError(f"expected one of {', '.join(CALIBRATIONS)}")
-        return value
 
     def resolved(self, head: str) -> str:
         """The calibrator ``fit`` uses for members with the ``head`` (or ``none``)."""

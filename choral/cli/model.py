@@ -43,7 +43,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         backbone: Annotated[str | None, typer.Option(
             help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
         calibration: Annotated[str | None, typer.Option(
-            help=f"Self-calibration on the validation split: {', '.join(CALIBRATIONS)}.")
+            help=f"Calibration on rows held out from training: {', '.join(CALIBRATIONS)}.")
         ] = None,
         no_channel_axis: Annotated[bool, typer.Option(
             "--no-channel-axis", help="Fields are stored as (n, *grid): add a channel axis.")

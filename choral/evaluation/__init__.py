@@ -3,16 +3,20 @@ out-of-distribution flags (:mod:`.ood`) and the HTML report (:mod:`choral.evalua
 imported on demand: it needs matplotlib)."""
 
 from choral.evaluation.calibration import (
+    CQR,
     Conformal,
     ConformalPredictive,
     Isotonic,
+    PitScale,
     Recalibrated,
     Scale,
     calibrator_from_dict,
+    cross_fit,
     fit_calibrator,
 )
 from choral.evaluation.metrics import evaluate
 from choral.evaluation.ood import OODDetector
 
-__all__ = ["Conformal", "ConformalPredictive", "Isotonic", "OODDetector", "Recalibrated",
-           "Scale", "calibrator_from_dict", "evaluate", "fit_calibrator"]
+__all__ = ["CQR", "Conformal", "ConformalPredictive", "Isotonic", "OODDetector", "PitScale",
+           "Recalibrated", "Scale", "calibrator_from_dict", "cross_fit", "evaluate",
+           "fit_calibrator"]

@@ -49,4 +49,5 @@ batch_size = 16
 lr = 3e-3
 lr_schedule = "cosine"
 patience = 20
+grad_clip = 1.0
 """

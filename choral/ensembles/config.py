@@ -49,6 +49,9 @@ class TrainConfig(Strict):
     """``cosine`` anneals the learning rate to zero over ``epochs`` (the same for every member)."""
     val_fraction: float = Field(default=0.1, ge=0, lt=1)
     patience: PositiveInt = 100
+    grad_clip: PositiveFloat | None = None
+    """Largest gradient norm of one member per step (over all its weights); ``None``: no
+    clipping. Guards against a member diverging on a batch far outside its predicted variance."""
     seed: int = 0
     backend: Literal[("auto", *BACKENDS)] = "auto"
     dtype: Literal["float32", "float64"] = "float32"

@@ -49,6 +49,22 @@ def cosine(epochs: int) -> LrFactor:
     return lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t / epochs, 1.0)))
 
 
+def clip_per_member(params: dict[str, Tensor], max_norm: float) -> None:
+    """Scale each member's gradient (stacked on axis 0) to a norm of at most ``max_norm``, the
+    norm taken over all of that member's weights: members stay independent of each other.
+
+    >>> p = {"w": torch.zeros(2, 3, requires_grad=True)}
+    >>> p["w"].grad = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]])
+    >>> clip_per_member(p, 1.0); p["w"].grad.tolist()
+    [[0.6000000238418579, 0.800000011920929, 0.0], [0.30000001192092896, 0.4000000059604645, 0.0]]
+    """
+    grads = [p.grad for p in params.values() if p.grad is not None]
+    norms = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))
+    factor = (max_norm / (norms + 1e-12)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
+
+
 def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Tensor,
                   X_val: Tensor | None, Y_val: Tensor | None, cfg: TrainConfig,
                   batch_seeds: Sequence[int], loss: Loss,
@@ -87,6 +103,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Ten
             losses = loss(forward(params, X[idx]), Y[idx])
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
+            if cfg.grad_clip is not None:
+                clip_per_member(params, cfg.grad_clip)
             opt.step()
             total += losses.detach().double() * idx.shape[1]
         history.epochs_run = epoch + 1

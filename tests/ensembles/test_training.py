@@ -20,10 +20,11 @@ def _data(n=120, d=3, seed=0):
     return X, Y
 
 
-def _fit(backend, s=3, epochs=40, patience=3):
+def _fit(backend, s=3, epochs=40, patience=3, grad_clip=None):
     X, Y = _data()
     Xv, Yv = _data(40, seed=1)
-    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, patience=patience)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, patience=patience,
+                      grad_clip=grad_clip)
     template, params = init_members(lambda: MLP(3, 2, [16, 16]), [11, 12, 13][:s], torch.float64)
     forward = member_forward(template, backend)
     seeds = [5, 6, 7][:s]
@@ -37,16 +38,20 @@ def _fit(backend, s=3, epochs=40, patience=3):
     return best, history.best_epoch
 
 
-@pytest.mark.parametrize("backend", ["stacked", "vmap"])
-def test_vectorised_equals_loop(backend):
-    looped, loop_epochs = _fit("loop")
-    vectorised, epochs = _fit(backend)
+@pytest.mark.parametrize(("backend", "grad_clip"), [("stacked", None), ("vmap", None),
+                                                     ("stacked", 0.5)])
+def test_vectorised_equals_loop(backend, grad_clip):
+    looped, loop_epochs = _fit("loop", grad_clip=grad_clip)
+    vectorised, epochs = _fit(backend, grad_clip=grad_clip)
     assert epochs == loop_epochs
     # early stopping must have picked different epochs for different members somewhere,
     # otherwise the per-member freezing logic is not exercised
     assert len(set(epochs)) > 1
     for k in looped:
         torch.testing.assert_close(vectorised[k], looped[k], rtol=1e-9, atol=1e-11)
+    if grad_clip is not None:  # the clip must have engaged for this to test anything
+        unclipped, _ = _fit(backend)
+        assert any(not torch.equal(unclipped[k], vectorised[k]) for k in looped)
 
 
 def test_members_differ_and_training_reduces_nll():
@@ -107,3 +112,22 @@ def test_cosine_schedule_matches_closed_form():
     f = cosine(10)
     assert f(0) == 1.0 and f(10) == pytest.approx(0.0, abs=1e-15) and f(5) == pytest.approx(0.5)
     assert f(20) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_clipping_bounds_each_members_step_and_only_when_needed():
+    from choral.ensembles.training import clip_per_member
+
+    g = torch.Generator().manual_seed(3)
+    params = {"a": torch.zeros(3, 4, 2, dtype=torch.float64, requires_grad=True),
+              "b": torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)}
+    grads = {k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in params.items()}
+    grads["a"][1] *= 100.0  # one member's gradient explodes
+    for k, v in params.items():
+        v.grad = grads[k].clone()
+    norms = torch.sqrt(sum(v.pow(2).flatten(1).sum(1) for v in grads.values()))
+    clip_per_member(params, 10.0)
+    after = torch.sqrt(sum(v.grad.pow(2).flatten(1).sum(1) for v in params.values()))
+    assert after[1].item() == pytest.approx(10.0) and norms[1] > 10.0
+    for i in (0, 2):  # the others are below the bound: untouched, bit for bit
+        assert norms[i] < 10.0
+        assert all(torch.equal(params[k].grad[i], grads[k][i]) for k in params)

@@ -32,10 +32,6 @@ __all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig",
            "WeightSpaceConfig"]
 
 
-AUTO_DENSITY = "pit_scale"
-"""What ``calibration.method = "auto"`` means for Gaussian and mixture-density members."""
-
-
 class DataConfig(Strict):
     """Names of the input and target arrays (or CSV columns) in data files, and their layout."""
 
@@ -46,6 +42,8 @@ class DataConfig(Strict):
     (e.g. the neuraloperator files, x (n, 16, 16))."""
 
 
+AUTO_DENSITY = "pit_scale"
+"""What ``calibration.method = "auto"`` means for Gaussian and mixture-density members."""
 CALIBRATIONS = ("auto", "none", *CALIBRATORS)
 """``calibration.method``: ``auto``, ``none`` or a calibrator of
 :data:`choral.evaluation.calibration.METHODS`."""

@@ -119,13 +119,13 @@ class Surrogate:
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "n_calibration": len(cal_idx),
                         "backend": self.backend, **vars(history)}
-        self.calibrator = None  # fitted to the previous networks
         held = next(rows for rows in (cal_idx, val_idx, train_idx) if len(rows)).numpy()
         pred = self.predict(X[held], calibrated=False)
         self._fit_ood(X, Z, train_idx.numpy(), held, pred)
         if len(cal_idx):
             self.calibrate(X[held], Y[held], cfg.calibration.method, pred=pred)
-        else:
+        else:  # no calibration of the previous networks survives a refit
+            self.calibrator = None
             reason = "turned off" if cfg.calibration.method == "none" else "too few samples"
             self.metrics["calibration"] = {"method": "none", "reason": reason}
         return self

@@ -13,6 +13,7 @@ Every problem with the data is a DataError naming the argument, what was expecte
 import csv
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from choral.atomic import atomic_write
 from choral.errors import DataError
+from choral.rows import H5Rows
 
 SUPPORTED_LOAD = (".npz", ".csv", ".h5", ".hdf5", ".pt")
 SUPPORTED_SAVE = (".npz", ".csv", ".h5", ".hdf5")
@@ -39,12 +41,16 @@ def _to_numpy(a: Any, name: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def _check_one(a: np.ndarray, name: str, letter: str) -> None:
-    if a.ndim < 2:
+def _check_shape(shape: tuple[int, ...], name: str, letter: str) -> None:
+    if len(shape) < 2:
         want = "1-D (n,), 2-D (n, m)" if letter == "m" else "2-D (n, d)"
-        raise DataError(f"{name} must be {want} or a field (n, c, *grid); got shape {a.shape}")
-    if a.size == 0:
-        raise DataError(f"{name} is empty: got shape {a.shape}; need >= 1 row and >= 1 feature")
+        raise DataError(f"{name} must be {want} or a field (n, c, *grid); got shape {shape}")
+    if 0 in shape:
+        raise DataError(f"{name} is empty: got shape {shape}; need >= 1 row and >= 1 feature")
+
+
+def _check_one(a: np.ndarray, name: str, letter: str) -> None:
+    _check_shape(a.shape, name, letter)
     bad = np.flatnonzero(~np.isfinite(a).reshape(a.shape[0], -1).all(axis=1))
     if bad.size:
         rows = f"{bad.size} rows" if bad.size > 1 else "1 row"
@@ -133,7 +139,9 @@ def _read_csv(path: Path, x_key: str, y_key: str, require_y: bool) -> tuple[dict
     return out, header
 
 
-def _read(path: Path, suffix: str, x_key: str, y_key: str, require_y: bool) -> tuple:
+def _read(
+    path: Path, suffix: str, x_key: str, y_key: str, require_y: bool, lazy: bool = False
+) -> tuple:
     """The arrays found under x_key/y_key, all keys there, and what the keys are called."""
     if suffix == ".csv":
         return (*_read_csv(path, x_key, y_key, require_y), "column")
@@ -152,26 +160,49 @@ def _read(path: Path, suffix: str, x_key: str, y_key: str, require_y: bool) -> t
     with h5py.File(path, "r") as f:
         keys: list[str] = []
         f.visititems(lambda name, o: keys.append(name) if isinstance(o, h5py.Dataset) else None)
-        return {k: f[k][()] for k in (x_key, y_key) if k.strip("/") in keys}, keys, "dataset"
+        take = (lambda k: H5Rows(path, k)) if lazy else (lambda k: f[k][()])
+        return {k: take(k) for k in (x_key, y_key) if k.strip("/") in keys}, keys, "dataset"
+
+
+def _check_rows(
+    x: H5Rows, y: H5Rows | None, x_name: str, y_name: str
+) -> tuple[H5Rows, H5Rows | None]:
+    """:func:`check_arrays` for lazy rows, less the NaN/inf check (a pass over the data)."""
+    _check_shape(x.shape, x_name, "d")
+    if y is None:
+        return x, None
+    y = H5Rows(y.path, y.key, add_channel_axis=True) if y.ndim == 1 else y
+    _check_shape(y.shape, y_name, "m")
+    if len(x) != len(y):
+        raise DataError(f"{x_name} has {len(x)} rows but {y_name} has {len(y)}")
+    return x, y
 
 
 def load_data(
-    path: str | os.PathLike, *, x_key: str = "X", y_key: str = "Y", require_y: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
+    path: str | os.PathLike,
+    *,
+    x_key: str = "X",
+    y_key: str = "Y",
+    require_y: bool = True,
+    lazy: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None] | tuple[H5Rows, H5Rows | None]:
     """Read inputs X (n, d) and targets Y (n, m) from a .npz, .csv, .h5/.hdf5 or .pt file.
 
     npz/h5/pt: arrays (h5: dataset paths) x_key and y_key; .pt is a dict of tensors read with
     ``weights_only=True`` (no code is unpickled). csv: header row of names; x_key/y_key are comma-
     separated column lists (or K for columns K0..K{k-1}); default x_key "X" with no such column
     means all non-target columns. ``require_y=False``: a missing Y gives (X, None). Checked by
-    :func:`check_arrays`.
+    :func:`check_arrays`. ``lazy=True`` with .h5/.hdf5: X and Y come as :class:`H5Rows` (read on
+    demand; a 1-D Y reads as (n, 1)), with keys, dtypes, shapes and row counts checked but not
+    NaN/inf (``Standardiser.fit_blocks`` does that in its pass); other types ignore ``lazy``.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"--data file not found: {path}")
     suffix = _check_suffix(path, SUPPORTED_LOAD, "cannot read")
+    lazy = lazy and suffix in (".h5", ".hdf5")
     try:
-        found, keys, kind = _read(path, suffix, x_key, y_key, require_y)
+        found, keys, kind = _read(path, suffix, x_key, y_key, require_y, lazy)
     except DataError:
         raise
     except Exception as e:  # any parse failure of a damaged or foreign file
@@ -180,6 +211,8 @@ def load_data(
         raise DataError(f"could not read {path}: {why}{type(e).__name__}: {msg}") from e
     if x_key not in found or (require_y and y_key not in found):
         raise _missing(path, kind, x_key if x_key not in found else y_key, keys)
+    if lazy:
+        return _check_rows(found[x_key], found.get(y_key), x_key, y_key)
     return check_arrays(found[x_key], found.get(y_key), x_name=x_key, y_name=y_key)
 
 
@@ -232,3 +265,72 @@ def save_data(
                     f.create_dataset(k, data=v)
 
     atomic_write(path, write)
+
+
+def _write_block(datasets: dict[str, h5py.Dataset], block: dict[str, Any], start: int) -> int:
+    """Write one block's arrays (b, ...) at row ``start``; return the next start."""
+    if set(block) != set(datasets):
+        raise DataError(f"each block must map exactly {sorted(datasets)} to arrays; "
+                        f"got {sorted(block)}")
+    arrays = {k: _to_numpy(v, k) for k, v in block.items()}
+    b = next(iter(arrays.values())).shape[:1]
+    for k, a in arrays.items():
+        n, want = datasets[k].shape[0], datasets[k].shape[1:]
+        if a.shape[:1] != b or a.shape[1:] != want or start + a.shape[0] > n:
+            raise DataError(f"block array {k!r} must have shape (b, *{want}), b the same for "
+                            f"every key and <= {n - start} rows left; got shape {a.shape}")
+        datasets[k][start:start + a.shape[0]] = a
+    return start + b[0]
+
+
+def save_blocks(
+    path: str | os.PathLike,
+    shapes: dict[str, tuple[int, ...]],
+    blocks: Iterable[dict[str, Any]],
+    *,
+    chunk_rows: int | None = None,
+) -> None:
+    """Write float64 datasets of full shapes ``shapes`` (n, ...) to .h5/.hdf5 block by block.
+
+    Each block maps every key to its next rows (b, ...), the same b for every key; the blocks fill
+    the n rows in order, so one block at a time is in memory. Datasets are chunked ``chunk_rows``
+    rows a chunk (default: rows making 16 KiB, at least 1). Atomic: the file appears complete or
+    not at all. ``load_data(path, lazy=True)`` reads it back.
+
+    >>> import tempfile; path = tempfile.mkdtemp() + "/pred.h5"
+    >>> parts = ({"X": np.full((2, 3), i), "Y": np.full(2, i)} for i in range(2))
+    >>> save_blocks(path, {"X": (4, 3), "Y": (4,)}, parts)
+    >>> X, Y = load_data(path, lazy=True)
+    >>> X.shape, Y.read_slice(0, 4).ravel().tolist()
+    ((4, 3), [0.0, 0.0, 1.0, 1.0])
+    """
+    path = Path(path)
+    _check_suffix(path, (".h5", ".hdf5"), "cannot save blocks to")
+    shapes = {k: tuple(s) for k, s in shapes.items()}
+    sizes = {s[:1] for s in shapes.values()}
+    dims = [d for s in shapes.values() for d in s]
+    ints = all(isinstance(d, int | np.integer) and not isinstance(d, bool) for d in dims)
+    if len(sizes) != 1 or not ints or min(dims, default=0) < 1:
+        raise DataError(f"shapes must map keys to (n, ...) with one n >= 1 and no empty axis; "
+                        f"got {shapes}")
+    n = sizes.pop()[0]
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            datasets = {k: f.create_dataset(k, shape=s, dtype="f8", chunks=_chunks(s, chunk_rows))
+                        for k, s in shapes.items()}
+            done = 0
+            for block in blocks:
+                done = _write_block(datasets, block, done)
+            if done != n:
+                raise DataError(f"blocks gave {done} rows; shapes say n = {n}")
+
+    atomic_write(path, write)
+
+
+def _chunks(shape: tuple[int, ...], chunk_rows: int | None) -> tuple[int, ...]:
+    row_bytes = 8 * int(np.prod(shape[1:], dtype=np.int64))
+    rows = max(1, 2**14 // row_bytes) if chunk_rows is None else chunk_rows
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise DataError(f"chunk_rows must be an integer >= 1 or None; got {chunk_rows!r}")
+    return (min(rows, shape[0]), *shape[1:])

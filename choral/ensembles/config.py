@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
+from choral.devices import DEVICE_PATTERN
 from choral.ensembles.registry import METHODS
 from choral.networks.members import BACKENDS
 from choral.schema import Strict
@@ -55,6 +56,17 @@ class TrainConfig(Strict):
     seed: int = 0
     backend: Literal[("auto", *BACKENDS)] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
+    device: str = Field(default="auto", pattern=f"^({DEVICE_PATTERN})$")
+    """Where training and prediction run: ``auto`` (the first GPU when there is one, else the
+    CPU), ``cpu``, ``cuda`` or ``cuda:k``. A saved model loads on any device."""
+    precision: Literal["32", "bf16-mixed"] = "32"
+    """``bf16-mixed`` runs the members' forward under bfloat16 autocast (meant for U-Nets on
+    GPUs); the loss, the optimiser and the weights stay in ``dtype``."""
+    checkpoint_epochs: PositiveInt | None = None
+    """With a checkpoint file (``choral fit`` always has one), save the training state every
+    this many epochs ..."""
+    checkpoint_seconds: PositiveFloat | None = 60.0
+    """... and at the first step after this many seconds since the last save."""
 
     @field_validator("ensemble")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from choral.ensembles.checkpoint import Checkpoint
 from choral.ensembles.config import SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.ensembles.training import EpochCallback, History, Loss
 from choral.networks.members import Forward
@@ -32,6 +33,9 @@ class TrainContext:
     """The member network on the meta device (for permutations)."""
     weightspace: WeightSpaceConfig = field(default_factory=WeightSpaceConfig)
     soup: SoupConfig = field(default_factory=SoupConfig)
+    checkpoint: Checkpoint | None = None
+    """Where every :func:`~choral.ensembles.training.train_members` call of the method saves
+    and resumes its state (pass it on to each call)."""
 
 
 @dataclass

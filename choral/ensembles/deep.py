@@ -17,5 +17,6 @@ __all__ = ["deep"]
 def deep(ctx: TrainContext) -> Result:
     """The deep ensemble: members trained independently, each keeping its best epoch."""
     params, history = train_members(ctx.forward, ctx.init_params, ctx.X, ctx.Y, ctx.X_val,
-                                    ctx.Y_val, ctx.train, ctx.batch_seeds, ctx.loss, ctx.on_epoch)
+                                    ctx.Y_val, ctx.train, ctx.batch_seeds, ctx.loss, ctx.on_epoch,
+                                    checkpoint=ctx.checkpoint)
     return Result(params, history)

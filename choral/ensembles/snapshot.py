@@ -6,13 +6,12 @@ rate) is one member. ``train.ensemble = "snapshot"`` trains the first member onl
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from choral.ensembles.context import Result, TrainContext
 from choral.ensembles.flat import unflatten
 from choral.ensembles.registry import register
 from choral.ensembles.schedule import restarts
-from choral.ensembles.swa import collecting_run, run_epochs
+from choral.ensembles.swa import Collected, collecting_run, run_epochs
 from choral.errors import ConfigError
 
 
@@ -32,8 +31,8 @@ def snapshot(ctx: TrainContext) -> Result:
     if cycles > epochs:
         raise ConfigError(f"weightspace.cycles must be at most the epochs ({epochs}); "
                           f"got {cycles}")
-    kept: list[Tensor] = []
+    kept = Collected()
     last, history = collecting_run(ctx, 1, restarts(epochs, cycles), cycle_ends(epochs, cycles),
-                                   kept.append)
+                                   kept)
     return Result(unflatten(torch.cat(kept), last), history,
                   {"snapshot": {"cycles": cycles, "epochs": epochs}})

@@ -98,8 +98,9 @@ def _scaled(forward: Forward, factors: Tensor) -> Forward:
 
 def _factors(ctx: TrainContext, s: int) -> Tensor:
     lr = ctx.soup.lr_factors
-    dtype = next(iter(ctx.init_params.values())).dtype
-    return torch.tensor([lr[i % len(lr)] for i in range(s)], dtype=dtype)
+    first = next(iter(ctx.init_params.values()))
+    return torch.tensor([lr[i % len(lr)] for i in range(s)], dtype=first.dtype,
+                        device=first.device)
 
 
 def ingredients(ctx: TrainContext) -> tuple[Params, History, History]:
@@ -109,13 +110,13 @@ def ingredients(ctx: TrainContext) -> tuple[Params, History, History]:
     start, h0 = train_members(ctx.forward, {k: v[:1] for k, v in ctx.init_params.items()},
                               ctx.X, ctx.Y, ctx.X_val, ctx.Y_val,
                               cfg.model_copy(update={"epochs": first}), ctx.batch_seeds[:1],
-                              ctx.loss, ctx.on_epoch)
+                              ctx.loss, ctx.on_epoch, checkpoint=ctx.checkpoint)
     c = _factors(ctx, s)
     phi = {k: v.expand(s, *v.shape[1:]) / _per_member(c, v) for k, v in start.items()}
     on_epoch = ctx.on_epoch and (lambda e, *rest: ctx.on_epoch(first + e, *rest))
     phi, h1 = train_members(_scaled(ctx.forward, c), phi, ctx.X, ctx.Y, ctx.X_val, ctx.Y_val,
                             cfg.model_copy(update={"epochs": max(1, cfg.epochs - first)}),
-                            ctx.batch_seeds, ctx.loss, on_epoch)
+                            ctx.batch_seeds, ctx.loss, on_epoch, checkpoint=ctx.checkpoint)
     return _times(phi, c), h0, h1
 
 

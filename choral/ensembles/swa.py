@@ -16,7 +16,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from torch import Tensor
 
@@ -25,6 +26,17 @@ from choral.ensembles.flat import flatten, unflatten
 from choral.ensembles.registry import register
 from choral.ensembles.schedule import collect_epochs, swa_factor
 from choral.ensembles.training import History, LrFactor, train_members
+
+
+class Accumulator(Protocol):
+    """Where a collecting run hands its weights: ``update(w (s, P))``, and its state for
+    checkpoints (:func:`~choral.ensembles.training.train_members` saves and restores it)."""
+
+    def update(self, w: Tensor) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class RunningMean:
@@ -41,6 +53,42 @@ class RunningMean:
         else:
             self.value += (x - self.value) / self.count
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "value": self.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count, self.value = state["count"], state["value"]
+
+
+class Collected(list):
+    """The collected tensors themselves, in order (snapshot ensembles)."""
+
+    update = list.append
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kept": list(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self[:] = state["kept"]
+
+
+class _Collect:
+    """``after_epoch`` of a collecting run: the flattened weights (s, P) of each epoch in
+    ``epochs`` go to ``into``, whose state is the checkpointed state."""
+
+    def __init__(self, epochs: Sequence[int], into: Accumulator) -> None:
+        self.epochs, self.into = set(epochs), into
+
+    def __call__(self, epoch: int, params: dict[str, Tensor]) -> None:
+        if epoch in self.epochs:
+            self.into.update(flatten(params))  # a new tensor (torch.cat), not a view
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.into.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.into.load_state_dict(state)
+
 
 def run_epochs(ctx: TrainContext) -> int:
     """Epochs of a weight-space run: ``weightspace.epochs`` or else ``train.epochs``."""
@@ -48,13 +96,13 @@ def run_epochs(ctx: TrainContext) -> int:
 
 
 def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
-                   collect: Sequence[int], on_collect: Callable[[Tensor], None]
+                   collect: Sequence[int], into: Accumulator
                    ) -> tuple[dict[str, Tensor], History]:
     """Train the first ``members`` initial members for :func:`run_epochs` epochs with
-    ``lr_factor``; after each epoch in ``collect`` call ``on_collect(weights (members, P))``.
+    ``lr_factor``; after each epoch in ``collect`` call ``into.update(weights (members, P))``.
     With ``weightspace.pretrain`` the run starts from the best weights of an early-stopped
     run (its epochs count in ``epochs_run``). Returns the last weights and the history."""
-    epochs, wanted = run_epochs(ctx), set(collect)
+    epochs = run_epochs(ctx)
     cfg = ctx.train.model_copy(update={"epochs": epochs})
     data = (ctx.X, ctx.Y, ctx.X_val, ctx.Y_val)
     seeds = ctx.batch_seeds[:members]
@@ -62,16 +110,11 @@ def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
     before = 0
     if ctx.weightspace.pretrain:
         init, pre = train_members(ctx.forward, init, *data, ctx.train, seeds, ctx.loss,
-                                  ctx.on_epoch)
+                                  ctx.on_epoch, checkpoint=ctx.checkpoint)
         before = pre.epochs_run
-
-    def after_epoch(epoch: int, params: dict[str, Tensor]) -> None:
-        if epoch in wanted:
-            on_collect(flatten(params))  # a new tensor (torch.cat), not a view
-
     last, history = train_members(ctx.forward, init, *data, cfg, seeds, ctx.loss, ctx.on_epoch,
-                                  lr_factor=lr_factor, after_epoch=after_epoch,
-                                  early_stopping=False)
+                                  lr_factor=lr_factor, after_epoch=_Collect(collect, into),
+                                  early_stopping=False, checkpoint=ctx.checkpoint)
     history.epochs_run += before
     return last, history
 
@@ -82,6 +125,6 @@ def swa(ctx: TrainContext) -> Result:
     ws, epochs = ctx.weightspace, run_epochs(ctx)
     mean = RunningMean()
     last, history = collecting_run(ctx, 1, swa_factor(ws, epochs), collect_epochs(ws, epochs),
-                                   mean.update)
+                                   mean)
     return Result(unflatten(mean.value, last), history,
                   {"swa": {"averaged": mean.count, "epochs": epochs}})

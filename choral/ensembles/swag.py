@@ -79,11 +79,13 @@ class SwagMoments:
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` weight vectors per member (s, n, P), one Gaussian draw over all weights each."""
         s, p = self.mean.shape
-        z1 = torch.randn(s, n, p, generator=generator, dtype=torch.float64)
+        # drawn on the generator's device (the CPU), then moved: the same draws on every device
+        z1 = torch.randn(s, n, p, generator=generator, dtype=torch.float64).to(self.mean.device)
         out = self.mean[:, None] + (self.variance()[:, None] / 2).sqrt() * z1
         D = self.deviations()
         if D.shape[1] > 1:
-            z2 = torch.randn(s, n, D.shape[1], generator=generator, dtype=torch.float64)
+            z2 = torch.randn(s, n, D.shape[1], generator=generator, dtype=torch.float64
+                             ).to(D.device)
             out = out + torch.einsum("snk,skp->snp", z2, D) / math.sqrt(2 * (D.shape[1] - 1))
         return out
 
@@ -91,6 +93,16 @@ class SwagMoments:
         """What ``swag.safetensors`` stores: mean, sq_mean (s, P), deviations (s, K, P), count."""
         return {"mean": self.mean, "sq_mean": self.sq_mean, "deviations": self.deviations(),
                 "count": torch.tensor([self.count])}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The moments to checkpoint (nothing before the first collection)."""
+        return {} if self.mean is None else self.to_tensors()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if state:
+            saved = SwagMoments.from_tensors(state)
+            self.mean, self.sq_mean, self.count = saved.mean, saved.sq_mean, saved.count
+            self._devs = deque(saved._devs, maxlen=self.rank)
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor]) -> SwagMoments:
@@ -108,7 +120,7 @@ def fit_swag(ctx: TrainContext, members: int) -> Result:
     ws, epochs = ctx.weightspace, run_epochs(ctx)
     moments = SwagMoments(ws.rank)
     last, history = collecting_run(ctx, members, swa_factor(ws, epochs),
-                                   collect_epochs(ws, epochs), moments.update)
+                                   collect_epochs(ws, epochs), moments)
     gen = torch.Generator().manual_seed(ctx.train.seed)
     flat = moments.sample(ws.samples, gen).flatten(0, 1)
     params = unflatten(flat.to(next(iter(last.values())).dtype), last)

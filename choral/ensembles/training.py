@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from choral.ensembles.checkpoint import Checkpoint
 from choral.ensembles.config import TrainConfig
-from choral.networks.members import Forward, predict_members
+from choral.networks.members import Forward
 
 
 @dataclass
@@ -65,77 +67,175 @@ def clip_per_member(params: dict[str, Tensor], max_norm: float) -> None:
         g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
 
 
-def train_members(forward: Forward, params: dict[str, Tensor], X: Tensor, Y: Tensor,
-                  X_val: Tensor | None, Y_val: Tensor | None, cfg: TrainConfig,
+def _autocast(forward: Forward, precision: str) -> Forward:
+    """``forward`` under bfloat16 autocast for ``precision = "bf16-mixed"``; outputs cast back
+    to the weights' dtype so the loss is computed in full precision."""
+    if precision == "32":
+        return forward
+
+    def run(params: dict[str, Tensor], x: Tensor) -> Tensor:
+        dtype = next(iter(params.values())).dtype
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return forward(params, x).to(dtype)
+
+    return run
+
+
+@dataclass
+class _Loop:
+    """The mutable state of :func:`train_members` between steps: what a checkpoint holds."""
+
+    params: dict[str, Tensor]
+    opt: torch.optim.Optimizer
+    gens: list[torch.Generator]
+    best: dict[str, Tensor]
+    best_nll: Tensor
+    best_epoch: Tensor
+    active: Tensor
+    epoch: int = 0
+    batch: int = 0
+    order: Tensor | None = None
+    """The epoch's mini-batch order (s, n) while inside an epoch, else ``None``."""
+    total: Tensor | None = None
+    train_nll: Tensor | None = None
+
+    def state_dict(self, extra: Any) -> dict[str, Any]:
+        cpu = lambda d: {k: v.detach().cpu() for k, v in d.items()}  # noqa: E731
+        tensors = {k: getattr(self, k) for k in ("best_nll", "best_epoch", "active", "order",
+                                                 "total", "train_nll")}
+        return {"params": cpu(self.params), "best": cpu(self.best), "optimizer":
+                self.opt.state_dict(), "generators": [g.get_state() for g in self.gens],
+                "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "batch": self.batch,
+                **{k: None if v is None else v.cpu() for k, v in tensors.items()},
+                "extra": extra.state_dict() if hasattr(extra, "state_dict") else None}
+
+    def load_state_dict(self, state: dict[str, Any], extra: Any) -> None:
+        device = self.best_nll.device
+        with torch.no_grad():
+            for k, v in self.params.items():
+                v.copy_(state["params"][k])
+                self.best[k].copy_(state["best"][k])
+        self.opt.load_state_dict(state["optimizer"])
+        for g, saved in zip(self.gens, state["generators"], strict=True):
+            g.set_state(saved)
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.batch = state["epoch"], state["batch"]
+        for k in ("best_nll", "best_epoch", "active", "total", "train_nll"):
+            setattr(self, k, None if state[k] is None else state[k].to(device))
+        self.order = state["order"]  # indices stay on the CPU, where the generators draw them
+        if hasattr(extra, "load_state_dict"):
+            extra.load_state_dict(state["extra"])
+
+
+def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
+                  X_val: Any, Y_val: Any, cfg: TrainConfig,
                   batch_seeds: Sequence[int], loss: Loss,
                   on_epoch: EpochCallback | None = None, *, lr_factor: LrFactor | None = None,
                   after_epoch: Callable[[int, dict[str, Tensor]], None] | None = None,
-                  early_stopping: bool = True) -> tuple[dict[str, Tensor], History]:
+                  early_stopping: bool = True,
+                  checkpoint: Checkpoint | None = None) -> tuple[dict[str, Tensor], History]:
     """Fit stacked ``params`` (s, ...) to ``X`` (n, ...), ``Y`` (n, m, ...); return the best.
 
+    ``X``, ``Y`` (and the validation rows) are tensors on the weights' device, or lazy rows
+    that ``X[idx]`` reads for an index tensor ``idx`` (s, b) and ``X[i:j]`` for a range.
     ``loss`` is the head's per-member loss. The learning rate is ``cfg.lr * lr_factor(t)``
     (default: constant, or :func:`cosine` when ``cfg.lr_schedule`` says so), set before every
     step. ``after_epoch(epoch, params)`` sees the current weights after each epoch (detached
     views that training goes on updating: clone what you keep), e.g. to average or snapshot
-    them. Without validation data, or with ``early_stopping=False``, every member runs all
+    them; if it has ``state_dict()`` / ``load_state_dict()`` its state is checkpointed too.
+    Without validation data, or with ``early_stopping=False``, every member runs all
     epochs and keeps its last weights (the history still records the best validation epoch).
+    With a ``checkpoint`` (:class:`~choral.ensembles.checkpoint.Checkpoint`) the state is saved
+    as it says and a saved state of this stage is resumed.
     """
-    s, n = len(batch_seeds), X.shape[0]
+    stage = checkpoint.stage() if checkpoint else None
+    if checkpoint and (done := checkpoint.result(stage)) is not None:
+        return done[0], History(**done[1])
+    s, n = len(batch_seeds), len(X)
+    forward = _autocast(forward, cfg.precision)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    device = next(iter(params.values())).device
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if lr_factor is None and cfg.lr_schedule == "cosine":
         lr_factor = cosine(cfg.epochs)
     batches = math.ceil(n / cfg.batch_size)
-    gens = [torch.Generator().manual_seed(int(seed)) for seed in batch_seeds]
-    best = {k: v.detach().clone() for k, v in params.items()}
-    best_nll = torch.full((s,), float("inf"), dtype=torch.float64)
-    best_epoch = torch.zeros(s, dtype=torch.long)
-    active = torch.ones(s, dtype=torch.bool)
-    history = History()
-    for epoch in range(cfg.epochs):
-        order = torch.stack([torch.randperm(n, generator=g) for g in gens])
-        total = torch.zeros(s, dtype=torch.float64)
-        for b, start in enumerate(range(0, n, cfg.batch_size)):
+    run = _Loop(params, opt, [torch.Generator().manual_seed(int(seed)) for seed in batch_seeds],
+                {k: v.detach().clone() for k, v in params.items()},
+                torch.full((s,), float("inf"), dtype=torch.float64, device=device),
+                torch.zeros(s, dtype=torch.long, device=device),
+                torch.ones(s, dtype=torch.bool, device=device))
+    if checkpoint and (state := checkpoint.state(stage)) is not None:
+        run.load_state_dict(state, after_epoch)
+    while run.epoch < cfg.epochs and run.active.any():
+        epoch = run.epoch
+        if run.order is None:
+            run.order = torch.stack([torch.randperm(n, generator=g) for g in run.gens])
+            run.total = torch.zeros(s, dtype=torch.float64, device=device)
+        for b in range(run.batch, batches):
             if lr_factor is not None:
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * lr_factor(epoch + b / batches)
-            idx = order[:, start:start + cfg.batch_size]
+            idx = run.order[:, b * cfg.batch_size:(b + 1) * cfg.batch_size]
             losses = loss(forward(params, X[idx]), Y[idx])
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             if cfg.grad_clip is not None:
                 clip_per_member(params, cfg.grad_clip)
             opt.step()
-            total += losses.detach().double() * idx.shape[1]
-        history.epochs_run = epoch + 1
+            run.total += losses.detach().double() * idx.shape[1]
+            run.batch = b + 1
+            if checkpoint and b + 1 < batches and checkpoint.due():
+                checkpoint.save(stage, run.state_dict(after_epoch))
+        run.train_nll, run.order, run.batch = run.total / n, None, 0
         if after_epoch:
             after_epoch(epoch, {k: v.detach() for k, v in params.items()})
-        train_nll = total / n
-        if X_val is None:
-            if on_epoch:
-                on_epoch(epoch, train_nll, train_nll, s)
-            continue
-        with torch.no_grad():
-            out = predict_members(forward, params, X_val)
-            val = loss(out, Y_val.expand(s, *Y_val.shape)).double()
-        improved = active & (val < best_nll)
-        for k, v in params.items():
-            mask = improved.view(-1, *([1] * (v.ndim - 1)))
-            best[k] = torch.where(mask, v.detach(), best[k])
-        best_nll = torch.where(improved, val, best_nll)
-        best_epoch = torch.where(improved, epoch, best_epoch)
-        if early_stopping:
-            active &= epoch - best_epoch < cfg.patience
+        val = run.train_nll if X_val is None else val_loss(forward, params, X_val, Y_val, loss)
+        if X_val is not None:
+            _keep_best(run, val, epoch, cfg.patience if early_stopping else None)
+        run.epoch = epoch + 1
         if on_epoch:
-            on_epoch(epoch, train_nll, val, int(active.sum()))
-        if not active.any():
-            break
+            on_epoch(epoch, run.train_nll, val, int(run.active.sum()))
+        if checkpoint and checkpoint.due(epoch):
+            checkpoint.save(stage, run.state_dict(after_epoch))
+    history = _history(run, X_val is None)
+    best = run.best
     if X_val is None or not early_stopping:
         best = {k: v.detach() for k, v in params.items()}
-    if X_val is None:
-        best_epoch = torch.full((s,), history.epochs_run - 1)
-        best_nll = train_nll
-    history.best_epoch = best_epoch.tolist()
-    history.best_val_nll = best_nll.tolist()
-    history.train_nll = train_nll.tolist()
+    if checkpoint:
+        checkpoint.finish(stage, best, vars(history))
     return best, history
+
+
+def _keep_best(run: _Loop, val: Tensor, epoch: int, patience: int | None) -> None:
+    """Freeze each member's weights at its lowest validation loss; with a ``patience``, stop
+    members whose loss has not improved for that many epochs."""
+    improved = run.active & (val < run.best_nll)
+    for k, v in run.params.items():
+        mask = improved.view(-1, *([1] * (v.ndim - 1)))
+        run.best[k] = torch.where(mask, v.detach(), run.best[k])
+    run.best_nll = torch.where(improved, val, run.best_nll)
+    run.best_epoch = torch.where(improved, epoch, run.best_epoch)
+    if patience is not None:
+        run.active &= epoch - run.best_epoch < patience
+
+
+def _history(run: _Loop, no_validation: bool) -> History:
+    if no_validation:
+        run.best_epoch = torch.full_like(run.best_epoch, run.epoch - 1)
+        run.best_nll = run.train_nll
+    return History(epochs_run=run.epoch, best_epoch=run.best_epoch.tolist(),
+                   best_val_nll=run.best_nll.tolist(), train_nll=run.train_nll.tolist())
+
+
+def val_loss(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any, loss: Loss,
+             chunk: int = 8192) -> Tensor:
+    """Each member's mean ``loss`` (s,) over validation rows ``X``, ``Y``, in chunks of rows
+    (one chunk when they fit: the same numbers as a single evaluation)."""
+    s, n = next(iter(params.values())).shape[0], len(X)
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            x, y = X[i:i + chunk], Y[i:i + chunk]
+            out = loss(forward(params, x.expand(s, *x.shape)), y.expand(s, *y.shape)).double()
+            total = total + out * (len(x) / n if n > chunk else 1.0)
+    return total

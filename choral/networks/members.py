@@ -63,7 +63,7 @@ def choose_backend(template: nn.Module, requested: str = "auto",
     if probe is None:
         return "vmap"
     try:
-        params = {k: torch.zeros((2, *p.shape), dtype=p.dtype)
+        params = {k: torch.zeros((2, *p.shape), dtype=probe.dtype, device=probe.device)
                   for k, p in template.named_parameters()}
         member_forward(template, "vmap")(params, probe.expand(2, *probe.shape))
         return "vmap"

@@ -57,10 +57,10 @@ def tune(model: Surrogate, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray,
          Y_val: np.ndarray) -> tuple[Params, History]:
     """Fine-tune every member of ``model`` on (X, Y) in its own standardised units."""
     cfg, ft = model.config.train, model.config.finetune
-    dtype = next(iter(model.params.values())).dtype
+    first = next(iter(model.params.values()))
 
     def scaled(A: np.ndarray, norm: Any) -> Tensor:
-        return torch.as_tensor(norm.transform(A), dtype=dtype)
+        return torch.as_tensor(norm.transform(A), dtype=first.dtype, device=first.device)
 
     _, seeds, _ = member_seeds(cfg.seed + 1, count(model.params))
     train_cfg = cfg.model_copy(update={"epochs": ft.epochs, "lr": cfg.lr * ft.lr_factor})

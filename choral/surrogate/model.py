@@ -14,6 +14,8 @@ Examples:
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -23,12 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from choral.checks import check_choice
+from choral.checks import check_choice, check_int
 from choral.config import CALIBRATIONS, CalibrationConfig, Config
 from choral.data import check_arrays
+from choral.devices import resolve_device
 from choral.distributions import Predictive
 from choral.ensembles import TrainContext
 from choral.ensembles import fit as fit_ensemble
+from choral.ensembles.checkpoint import Checkpoint, Resume
 from choral.ensembles.training import EpochCallback, History, train_members
 from choral.errors import DataError, ModelFileError
 from choral.evaluation.calibration import (
@@ -88,33 +92,45 @@ class Surrogate:
         self.calibrator: Calibrator | None = None
         self.ood_detector: OODDetector | None = None
         self.records: dict[str, dict[str, Any]] = {}
+        self.resumed = False
+        """Whether the last :meth:`fit` resumed its training from a checkpoint."""
 
     # -- training ------------------------------------------------------------------------------
-    def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None) -> Surrogate:
+    def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None, *,
+            checkpoint: str | Path | None = None, resume: Resume = "auto") -> Surrogate:
         """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
         fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net, then calibrate
         on the rows held out for it (``calibration``); returns ``self``.
 
         Rows: ``calibration.fraction`` held out first (networks never train or stop early on
         them), then ``train.val_fraction`` of the rest for early stopping, the rest to train.
+        Training runs on ``train.device``. With a ``checkpoint`` file the training state is
+        saved there (``train.checkpoint_epochs``, ``train.checkpoint_seconds``) and a
+        checkpoint of the same configuration and data is resumed as ``resume`` says
+        (:data:`~choral.ensembles.checkpoint.Resume`); the file is removed when fit ends.
         """
         X, Y = check_arrays(X, Y)
         cfg = self.config
+        self.device = resolve_device(cfg.train.device)
         self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
         self.x_shape, self.y_shape = X.shape[1:], Y.shape[1:]
         dtype = getattr(torch, cfg.train.dtype)
         Z = self.x_norm.transform(X)
-        Xs = torch.as_tensor(Z, dtype=dtype)
-        Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype)
+        Xs = torch.as_tensor(Z, dtype=dtype, device=self.device)
+        Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype, device=self.device)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         rest, cal_idx = self._calibration_split(len(X), split_seed)
         train_idx, val_idx = (rest[i] for i in split_indices(len(rest), cfg.train.val_fraction,
                                                              split_seed))
         val = (Xs[val_idx], Ys[val_idx]) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
+        ckpt = None if checkpoint is None else Checkpoint(
+            checkpoint, self._fingerprint(len(X)), every_epochs=cfg.train.checkpoint_epochs,
+            every_seconds=cfg.train.checkpoint_seconds, resume=resume)
+        self.resumed = ckpt is not None and ckpt.resumed
         start = time.perf_counter()
         params, history = self._train(init_params, Xs[train_idx], Ys[train_idx], *val,
-                                      batch_seeds, on_epoch)
+                                      batch_seeds, on_epoch, ckpt)
         self.params = own_storage(params)
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "n_calibration": len(cal_idx),
@@ -128,7 +144,19 @@ class Surrogate:
             self.calibrator = None
             reason = "turned off" if cfg.calibration.method == "none" else "too few samples"
             self.metrics["calibration"] = {"method": "none", "reason": reason}
+        if ckpt is not None:
+            ckpt.remove()
         return self
+
+    def _fingerprint(self, n: int) -> str:
+        """What a checkpoint must match to be resumed: the configuration (but where and how
+        often it checkpoints) and the data, by its row count and exact statistics."""
+        config = self.config.model_dump()
+        for key in ("device", "checkpoint_epochs", "checkpoint_seconds"):
+            config["train"].pop(key)
+        content = {"config": config, "n": n, "x": self.x_norm.to_dict(),
+                   "y": self.y_norm.to_dict(), "shapes": [self.x_shape, self.y_shape]}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def _calibration_split(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
         """Rows (rest, calibration): ``calibration.fraction`` of the ``n`` rows held out from
@@ -154,8 +182,10 @@ class Surrogate:
     def _epistemic(self, X: np.ndarray, pred: Predictive | None = None) -> np.ndarray:
         """Mean epistemic variance per sample (n,), in standardised target units."""
         pred = self.predict(X, calibrated=False) if pred is None else pred
-        _, scale = self.y_norm.loc_scale(pred.epistemic.ndim)
-        return (pred.epistemic / torch.as_tensor(scale) ** 2).flatten(1).mean(1).numpy()
+        epistemic = pred.epistemic
+        _, scale = self.y_norm.loc_scale(epistemic.ndim)
+        scale = torch.as_tensor(scale, device=epistemic.device)
+        return (epistemic / scale**2).flatten(1).mean(1).cpu().numpy()
 
     def calibrate(self, X: Any, Y: Any, method: str = "auto", *,
                   pred: Predictive | None = None, **options: Any) -> Surrogate:
@@ -202,14 +232,14 @@ class Surrogate:
         self.template, init_params = init_members(make, init_seeds, dtype)
         self.backend = choose_backend(self.template, self.config.train.backend, probe)
         self.forward = member_forward(self.template, self.backend)
-        return init_params
+        return {k: v.to(self.device) for k, v in init_params.items()}
 
-    def _train(self, init_params, X, Y, X_val, Y_val, batch_seeds, on_epoch):
+    def _train(self, init_params, X, Y, X_val, Y_val, batch_seeds, on_epoch, checkpoint):
         cfg = self.config
         if self.backend != "loop" or cfg.train.ensemble != "deep":
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
-                               cfg.weightspace, cfg.soup)
+                               cfg.weightspace, cfg.soup, checkpoint)
             result = fit_ensemble(cfg.train.ensemble, ctx)
             self.records = dict(result.records)
             return result.params, result.history
@@ -218,7 +248,7 @@ class Surrogate:
         for i in range(len(batch_seeds)):  # the fallback: one member after another
             sub = {k: v[i:i + 1] for k, v in init_params.items()}
             best, h = train_members(self.forward, sub, *args, batch_seeds[i:i + 1],
-                                    self.head.loss, on_epoch)
+                                    self.head.loss, on_epoch, checkpoint=checkpoint)
             parts.append(best)
             history.epochs_run = max(history.epochs_run, h.epochs_run)
             for key in ("best_epoch", "best_val_nll", "train_nll"):
@@ -232,11 +262,14 @@ class Surrogate:
             raise DataError("this surrogate is not fitted yet: call fit(X, Y) or load(dir)")
         return self.params
 
-    def predict(self, X: Any, calibrated: bool = True) -> Predictive:
+    def predict(self, X: Any, calibrated: bool = True,
+                batch_size: int | None = None) -> Predictive:
         """The mixture predictive at ``X`` (n, d) or (n, c_in, *grid), in original units.
 
-        Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...). With a calibration
-        (:meth:`calibrate`) and ``calibrated=True`` it is the recalibrated predictive.
+        Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...); its tensors live on the
+        model's device. With a calibration (:meth:`calibrate`) and ``calibrated=True`` it is
+        the recalibrated predictive. The networks see ``batch_size`` rows at a time (default:
+        as many as keep one batch's inputs under 32 MiB in float64, times the members).
         """
         params = self._check_fitted()
         X, _ = check_arrays(X)
@@ -244,9 +277,9 @@ class Surrogate:
             raise DataError(f"X must have {self.x_shape} features per sample, as in training; "
                             f"got shape {X.shape}")
         first = next(iter(params.values()))
-        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype)
-        chunk = max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))  # rows x members
-        out = predict_members(self.forward, params, Xs, chunk)
+        Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype, device=first.device)
+        chunk = batch_size or max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))
+        out = predict_members(self.forward, params, Xs, check_int(chunk, "batch_size", 1))
         loc, scale = self.y_norm.loc_scale(out.ndim - 1)
         pred = self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
         return self.apply_calibration(pred) if calibrated else pred
@@ -273,16 +306,16 @@ class Surrogate:
             raise DataError(f"X must be a tensor of shape (n, {', '.join(map(str, self.x_shape))})"
                             f"; got {type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}")
         first = next(iter(params.values()))
-        x_loc, x_scale = (torch.as_tensor(a, dtype=X.dtype)
+        x_loc, x_scale = (torch.as_tensor(a, dtype=X.dtype, device=X.device)
                           for a in self.x_norm.loc_scale(X.ndim))
-        y_loc, y_scale = (torch.as_tensor(a, dtype=X.dtype)
+        y_loc, y_scale = (torch.as_tensor(a, dtype=X.dtype, device=X.device)
                           for a in self.y_norm.loc_scale(1 + len(self.y_shape)))
-        xs = ((X - x_loc) / x_scale).to(first.dtype)
+        xs = ((X - x_loc) / x_scale).to(first.device, first.dtype)
         out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
-        means = self.head.member_means(out).to(X.dtype) * y_scale + y_loc
+        means = self.head.member_means(out).to(X.device, X.dtype) * y_scale + y_loc
         factor = scale_factor(self.calibrator, self.y_shape)
         if factor is not None:  # spread about the mean as the predictive's are
-            c = factor.to(X.dtype)
+            c = factor.to(X.device, X.dtype)
             centre = means.mean(0)
             means = centre + c * (means - centre)
         return means
@@ -304,7 +337,7 @@ class Surrogate:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> None:
         """Write the model directory atomically (see :mod:`choral.storage`)."""
-        params = self._check_fitted()
+        params = {k: v.cpu() for k, v in self._check_fitted().items()}
         config = {**FORMAT, "config": self.config.model_dump(), "backend": self.backend,
                   "x_shape": list(self.x_shape), "y_shape": list(self.y_shape)}
         write_model_dir(path, ModelFiles(
@@ -315,8 +348,10 @@ class Surrogate:
             records=self.records))
 
     @classmethod
-    def load(cls, path: str | Path) -> Surrogate:
-        """Rebuild a saved surrogate; the weights are checked against the rebuilt network.
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> Surrogate:
+        """Rebuild a saved surrogate on ``device`` (default: its ``train.device``, where
+        ``auto`` means a GPU when this machine has one); the weights are checked against the
+        rebuilt network. A model saved on any device loads on any other.
 
         The stored networks (their number need not be ``train.members``: weight-space methods
         store samples or a single averaged network) are evaluated as they are.
@@ -327,6 +362,7 @@ class Surrogate:
             if config.get("format") != FORMAT["format"]:
                 raise KeyError("format")
             self = cls(Config.from_dict(config["config"]))
+            self.device = resolve_device(device or self.config.train.device)
             self.x_shape, self.y_shape = tuple(config["x_shape"]), tuple(config["y_shape"])
             self.x_norm = Standardiser.from_dict(files.normaliser["x"])
             self.y_norm = Standardiser.from_dict(files.normaliser["y"])
@@ -345,6 +381,7 @@ class Surrogate:
         if want != got:
             raise ModelFileError(f"{Path(path) / 'weights.safetensors'} does not match the network "
                                  f"in config.json: expected {want}, found {got}")
+        weights = {k: v.to(self.device) for k, v in weights.items()}
         self.params, self.metrics, self.records = own_storage(weights), files.metrics, files.records
         self.calibrator = _parsed(calibrator_from_dict, files.calibration, "calibration")
         self.ood_detector = _parsed(OODDetector.from_dict, files.ood, "OOD detector")

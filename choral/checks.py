@@ -10,6 +10,8 @@ Examples:
     choral.errors.DataError: k must be an integer >= 1; got k=True
     >>> as_float64([1, 2], "y").dtype
     torch.float64
+    >>> as_float64([1, 2], "y", device="cpu").device
+    device(type='cpu')
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from collections.abc import Collection
 from numbers import Integral
 from typing import Any
 
+import numpy as np
 import torch
 
 from choral.errors import ConfigError, DataError
 
-__all__ = ["as_float64", "check_choice", "check_int"]
+__all__ = ["as_float64", "as_numpy", "check_choice", "check_int"]
 
 
 def check_int(value: Any, name: str, minimum: int | None = None,
@@ -51,15 +54,28 @@ def check_choice(value: Any, name: str, allowed: Collection[Any]) -> Any:
     return value
 
 
-def as_float64(x: Any, name: str, finite: bool = True) -> torch.Tensor:
+def as_float64(x: Any, name: str, finite: bool = True,
+               device: torch.device | str | None = None) -> torch.Tensor:
     """``x`` (array, tensor or nested lists) as a detached float64 tensor, or a
-    :class:`DataError` naming ``name``; with ``finite``, NaN and inf are errors too."""
+    :class:`DataError` naming ``name``; with ``finite``, NaN and inf are errors too.
+
+    With ``device`` the tensor is there (an array or list is created there directly);
+    without, a tensor stays where it is and anything else is on the CPU."""
     try:
         t = torch.as_tensor(x.detach() if isinstance(x, torch.Tensor) else x,
-                            dtype=torch.float64)
+                            dtype=torch.float64, device=device)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f"{name} must be a numeric array or tensor; got "
                         f"{type(x).__name__}") from exc
     if finite and not bool(torch.isfinite(t).all()):
         raise DataError(f"{name} must be finite; got NaN or inf values")
     return t
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    """``x`` (array, nested lists or a tensor on any device) as a float64 numpy array.
+
+    >>> as_numpy(torch.ones(2)).tolist()
+    [1.0, 1.0]
+    """
+    return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)

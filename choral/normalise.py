@@ -28,7 +28,7 @@ def _moments(a: np.ndarray) -> _Moments:
     """_Moments of a block (b, d) or (b, c, *grid) over every axis but 1."""
     axes = (0, *range(2, a.ndim))
     mean = a.mean(axis=axes)
-    m2 = np.square(a - mean.reshape((-1,) + (1,) * (a.ndim - 2))).sum(axis=axes)
+    m2 = np.square(a - _per_feature(mean, a.ndim)).sum(axis=axes)
     return a.size // a.shape[1], mean, m2
 
 
@@ -39,25 +39,39 @@ def _merge(one: _Moments, two: _Moments) -> _Moments:
     return n, ma + delta * (nb / n), sa + sb + np.square(delta) * (na * nb / n)
 
 
-def _check_block(a: np.ndarray, first: tuple[int, ...] | None, name: str) -> None:
-    if a.ndim < 2 or a.shape[1] == 0 or (first is not None and a.shape[1:] != first[1:]):
-        want = "(b, d) or (b, c, *grid), d, c >= 1" if first is None else f"(b, *{first[1:]})"
-        raise DataError(f"{name} blocks must have shape {want}; got shape {a.shape}")
+def _per_feature(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((-1,) + (1,) * (ndim - 2))
 
 
-def _block_moments(blocks: Iterable[np.ndarray], name: str, bad: list) -> Iterator[_Moments]:
-    """_Moments of each block; appends to ``bad`` the row numbers holding NaN/inf."""
-    first, start = None, 0
-    for block in blocks:
-        a = np.asarray(block, dtype=np.float64)
-        _check_block(a, first, name)
-        first = first or a.shape
+class _Scan:
+    """One pass over blocks: checks shapes, collects NaN/inf row numbers (``bad``) and yields
+    each block's moments about ``shift`` (the first block's mean), so that a large offset
+    cancels before any sum and the merged moments keep full precision."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.bad, self.start = name, [], 0
+        self.shape: tuple[int, ...] | None = None
+        self.shift: np.ndarray | None = None
+
+    def _check(self, a: np.ndarray) -> None:
+        first = self.shape
+        if a.ndim < 2 or a.shape[1] == 0 or (first is not None and a.shape[1:] != first[1:]):
+            want = "(b, d) or (b, c, *grid), d, c >= 1" if first is None else f"(b, *{first[1:]})"
+            raise DataError(f"{self.name} blocks must have shape {want}; got shape {a.shape}")
+        self.shape = first or a.shape
         rows = np.flatnonzero(~np.isfinite(a).all(axis=tuple(range(1, a.ndim))))
         if rows.size:
-            bad.append(rows + start)
-        start += len(a)
-        if len(a) and not bad:
-            yield _moments(a)
+            self.bad.append(rows + self.start)
+        self.start += len(a)
+
+    def moments(self, blocks: Iterable[np.ndarray]) -> Iterator[_Moments]:
+        for block in blocks:
+            a = np.asarray(block, dtype=np.float64)
+            self._check(a)
+            if len(a) and not self.bad:
+                if self.shift is None:
+                    self.shift = a.mean(axis=(0, *range(2, a.ndim)))
+                yield _moments(a - _per_feature(self.shift, a.ndim))
 
 
 def _tree_merge(moments: Iterable[_Moments]) -> _Moments | None:
@@ -99,8 +113,9 @@ class Standardiser:
         """:meth:`fit` of the row-wise concatenation of ``blocks`` (b, d) or (b, c, *grid).
 
         One pass holding one block at a time: each block's count, mean and sum of squared
-        deviations (M2) are merged pairwise (Chan et al. 1979) in float64, so a large offset
-        costs no precision. NaN/inf raise a DataError naming ``name`` and the first bad rows.
+        deviations (M2) about the first block's mean are merged pairwise (Chan et al. 1979) in
+        float64, so a large offset costs no precision. NaN/inf raise a DataError naming ``name``
+        and the first bad rows.
 
         >>> blocks = [np.array([[1.0], [2.0]]), np.array([[6.0]])]
         >>> s = Standardiser.fit_blocks(blocks)
@@ -111,14 +126,14 @@ class Standardiser:
         ...
         choral.errors.DataError: Y has NaN/inf values in 1 row: [2]
         """
-        bad: list[np.ndarray] = []
-        total = _tree_merge(_block_moments(blocks, name, bad))
-        if bad:
-            raise _nonfinite(bad, name)
+        scan = _Scan(name)
+        total = _tree_merge(scan.moments(blocks))
+        if scan.bad:
+            raise _nonfinite(scan.bad, name)
         if total is None:
             raise DataError(f"{name} is empty: the blocks hold no rows; need >= 1 row")
         n, mean, m2 = total
-        return cls._from(mean, np.sqrt(m2 / n))
+        return cls._from(scan.shift + mean, np.sqrt(m2 / n))
 
     @classmethod
     def _from(cls, mean: np.ndarray, std: np.ndarray) -> Standardiser:

@@ -71,14 +71,16 @@ def _open(path: Path, key: str) -> tuple[h5py.File, h5py.Dataset]:
     ds = f.get(key) if key else None
     if isinstance(ds, h5py.Dataset) and ds.dtype.kind in "biuf" and ds.ndim >= 1:
         return f, ds
+    if isinstance(ds, h5py.Dataset):
+        got = f"dtype {ds.dtype}, shape {ds.shape}"
+        f.close()
+        raise DataError(f"dataset {key!r} in {path.name} must hold numbers in rows (n, ...); "
+                        f"got {got}")
     keys: list[str] = []
     f.visititems(lambda name, o: keys.append(name) if isinstance(o, h5py.Dataset) else None)
     f.close()
-    if not isinstance(ds, h5py.Dataset):
-        raise DataError(f"key {key!r} must name a dataset in {path.name}; "
-                        f"datasets there: {', '.join(keys) or 'none'}")
-    raise DataError(f"dataset {key!r} in {path.name} must hold numbers in rows (n, ...); "
-                    f"got dtype {ds.dtype}, shape {ds.shape}")
+    raise DataError(f"key {key!r} must name a dataset in {path.name}; "
+                    f"datasets there: {', '.join(keys) or 'none'}")
 
 
 def block_rows(row_shape: tuple[int, ...], budget_bytes: int = 64 * 2**20) -> int:

@@ -117,11 +117,11 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
         m = Members(torch.cat([m.means, r.means], 1), torch.cat([m.variances, r.variances], 1),
                     m.weights)
         points = np.concatenate([X, R])
-    tapers = _Tapers(points) if localise else None
+    tapers = _Tapers(points, m.means.device) if localise else None
     if kind in ("ei", "logei") and best is None:
         best = default_best(_columns(m, 0, n), maximize)
     sign = 1.0 if MAXIMISED[kind] else -1.0
-    taken = torch.zeros(n, dtype=torch.bool)
+    taken = torch.zeros(n, dtype=torch.bool, device=m.means.device)
     picks: list[int] = []
     for _ in range(k):
         cand = _columns(m, 0, n)
@@ -144,14 +144,17 @@ def _columns(m: Members, lo: int, hi: int | None) -> Members:
 
 
 class _Tapers:
-    """Gaussian tapers (N,) around each of ``points`` (N, ...), in standardised coordinates."""
+    """Gaussian tapers (N,) on ``device`` around each of ``points`` (N, ...), in standardised
+    coordinates; the length scale is found on the CPU (the same on every device)."""
 
-    def __init__(self, points: np.ndarray) -> None:
+    def __init__(self, points: np.ndarray, device: torch.device) -> None:
         z = points.reshape(len(points), -1)
         sd = z.std(0)
-        self.z = z = torch.as_tensor((z - z.mean(0)) / np.where(sd > 0, sd, 1.0))
-        sub = z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))[:500]]
+        z = torch.as_tensor((z - z.mean(0)) / np.where(sd > 0, sd, 1.0), device="cpu")
+        pick = torch.randperm(len(z), generator=torch.Generator().manual_seed(0), device="cpu")
+        sub = z[pick[:500]]
         self.length = max(0.5 * float(torch.cdist(sub, sub).median()), 1e-12)
+        self.z = z.to(device)
 
     def __call__(self, j: int) -> Tensor:
         d2 = ((self.z - self.z[j]) ** 2).sum(1)

@@ -18,7 +18,8 @@ suits maximisation and ``lcb`` minimisation whatever ``maximize`` says.
 
 An ``objective`` maps a field (or multi-output) predictive to a scalar: a callable taking
 draws (b, n, ...) to (b, n). Each member's objective distribution is moment-matched to a
-Gaussian from ``draws`` draws of that member (seeded), so scores stay closed-form afterwards.
+Gaussian from ``draws`` draws of that member (seeded, drawn on the CPU so that every device gets
+the same draws), so scores stay closed-form afterwards. Scores are on the predictive's device.
 
 Examples:
     >>> import torch
@@ -67,7 +68,8 @@ def members_of(pred: Any, objective: Callable[[Tensor], Tensor] | None = None,
         return Members(means, var, weights).flat()
     s, n = means.shape[:2]
     gen = torch.Generator().manual_seed(int(seed))
-    eps = torch.randn((draws, *means.shape), generator=gen, dtype=_F64)
+    eps = torch.randn((draws, *means.shape), generator=gen, dtype=_F64, device=gen.device)
+    eps = eps.to(means.device)
     y = (means + var.sqrt() * eps).reshape(draws * s, *means.shape[1:])
     vals = _objective(objective, y, draws * s, n).reshape(draws, s, n)
     spread = vals.var(0, unbiased=False).clamp_min(1e-12 * vals.abs().max().item() + 1e-300)
@@ -78,7 +80,7 @@ def _objective(objective: Callable, y: Tensor, b: int, n: int) -> Tensor:
     if not callable(objective):
         raise ConfigError(f"objective must be a callable (b, n, ...) -> (b, n); got "
                           f"{type(objective).__name__}")
-    out = torch.as_tensor(objective(y), dtype=_F64)
+    out = torch.as_tensor(objective(y), dtype=_F64, device=y.device)
     if tuple(out.shape) != (b, n):
         raise DataError(f"objective must map draws of shape {tuple(y.shape)} to ({b}, {n}); "
                         f"got shape {tuple(out.shape)}")

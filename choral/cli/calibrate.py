@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from choral.checks import check_choice
-from choral.cli.common import DataOpt, JsonOpt, ModelOpt, XOpt, YOpt, err, load_xy, out
+from choral.cli.common import DataOpt, DeviceOpt, JsonOpt, ModelOpt, XOpt, YOpt, err, load_xy, out
 from choral.evaluation.calibration import METHODS
 from choral.evaluation.metrics import evaluate as score
 from choral.storage import write_calibration
@@ -32,10 +32,11 @@ def _summary(pred, Y) -> dict[str, float]:
 
 def calibrate(model: ModelOpt, data: DataOpt,
               method: Annotated[str, typer.Option(help=f"{', '.join(METHODS)}.")],
-              x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False) -> None:
+              x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
+              device: DeviceOpt = None) -> None:
     """Fit a post-hoc calibration on held-out data and save it with the model."""
     check_choice(method, "--method", METHODS)
-    surrogate = Surrogate.load(model)
+    surrogate = Surrogate.load(model, device)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
     raw = surrogate.predict(X, calibrated=False)
     before = _summary(raw, Y)

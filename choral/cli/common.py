@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated, Any
 
 import numpy as np
 import typer
@@ -22,6 +24,10 @@ ModelOpt = Annotated[Path, typer.Option("--model", help="Saved model directory."
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object.")]
 XOpt = Annotated[str | None, typer.Option("--x", help="Name of the input array/columns.")]
 YOpt = Annotated[str | None, typer.Option("--y", help="Name of the target array/columns.")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="auto, cpu, cuda or cuda:k (default: the config's train.device, auto).")]
+BatchOpt = Annotated[int | None, typer.Option(
+    "--batch-size", min=1, help="Rows per forward pass (bounds the memory of prediction).")]
 
 
 def progress(unit: str = "epochs") -> Progress:
@@ -30,6 +36,58 @@ def progress(unit: str = "epochs") -> Progress:
                     TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                     console=err)
+
+
+class EpochLog:
+    """``on_epoch`` for runs whose stderr is a file (batch jobs): one plain line every
+    ``every`` seconds (epoch, mean train/validation NLL, members active, elapsed, estimated
+    remaining), and every epoch as a JSON line appended to ``jsonl`` when given.
+
+    >>> import io, json, torch
+    >>> stream, lines = io.StringIO(), io.StringIO()
+    >>> log = EpochLog(10, every=0.0, stream=stream, jsonl=lines)
+    >>> log(0, torch.tensor([1.0, 3.0]), torch.tensor([2.0, 2.0]), 2)
+    >>> stream.getvalue().split()[:3]
+    ['epoch', '1/10', 'train']
+    >>> json.loads(lines.getvalue())["val_nll"]
+    2.0
+    """
+
+    def __init__(self, epochs: int, every: float | None = 30.0, stream: IO | None = None,
+                 jsonl: IO | None = None) -> None:
+        self.epochs, self.every, self.stream, self.jsonl = epochs, every, stream, jsonl
+        self.start = self.last = time.monotonic()
+        self.first: int | None = None
+
+    def __call__(self, epoch: int, train_nll: Any, val_nll: Any, active: int) -> None:
+        now = time.monotonic()
+        self.first = epoch if self.first is None else self.first  # a resumed run starts late
+        elapsed = now - self.start
+        row = {"epoch": epoch + 1, "train_nll": float(train_nll.mean()),
+               "val_nll": float(val_nll.mean()), "active": active,
+               "elapsed_s": round(elapsed, 3)}
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(row) + "\n")
+            self.jsonl.flush()
+        if self.stream is None or self.every is None or now - self.last < self.every:
+            return
+        self.last = now
+        left = elapsed / (epoch + 1 - self.first) * (self.epochs - epoch - 1)
+        self.stream.write(
+            f"epoch {epoch + 1}/{self.epochs}  train nll {row['train_nll']:.4g}  val nll "
+            f"{row['val_nll']:.4g}  active {active}  elapsed {_clock(elapsed)}  remaining at "
+            f"most {_clock(left)} (early stopping may end it sooner)\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    """``h:mm:ss``.
+
+    >>> _clock(3725.2)
+    '1:02:05'
+    """
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def with_channels(arrays: tuple, cfg: Config) -> tuple:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from choral.cli.common import JsonOpt, ModelOpt, XOpt, YOpt, err, load_xy, out
+from choral.cli.common import DeviceOpt, JsonOpt, ModelOpt, XOpt, YOpt, err, load_xy, out
 from choral.surrogate import Surrogate
 from choral.surrogate import finetune as wise_ft
 
@@ -29,10 +29,10 @@ def finetune(
         lr_factor: Annotated[float | None, typer.Option(
             help="Fine-tuning learning rate as a multiple of train.lr.")] = None,
         alphas: Annotated[int | None, typer.Option(help="Points of the alpha curve.")] = None,
-        x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
+        x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False, device: DeviceOpt = None,
 ) -> None:
     """Fine-tune a saved model on a new regime and keep the best WiSE-FT interpolation."""
-    surrogate = Surrogate.load(model)
+    surrogate = Surrogate.load(model, device)
     surrogate.config = surrogate.config.updated(**{
         "finetune.epochs": epochs, "finetune.lr_factor": lr_factor, "finetune.alphas": alphas})
     X, Y = load_xy(surrogate, data, x, y, require_y=True)

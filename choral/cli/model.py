@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,10 @@ import typer
 from rich.table import Table
 
 from choral.cli.common import (
+    BatchOpt,
     DataOpt,
+    DeviceOpt,
+    EpochLog,
     JsonOpt,
     ModelOpt,
     XOpt,
@@ -48,30 +53,54 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         no_channel_axis: Annotated[bool, typer.Option(
             "--no-channel-axis", help="Fields are stored as (n, *grid): add a channel axis.")
         ] = False,
-        x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False,
-        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False) -> None:
-    """Train a surrogate on a data file and save it as a model directory."""
+        x: XOpt = None, y: YOpt = None, as_json: JsonOpt = False, device: DeviceOpt = None,
+        resume: Annotated[bool | None, typer.Option(
+            "--resume/--restart", help="Resume from OUT.checkpoint (an error when there is none "
+            "for this configuration and data) or start over; default: resume when it matches.")
+        ] = None,
+        log_every: Annotated[float, typer.Option(
+            help="Seconds between progress lines when stderr is not a terminal (batch jobs).")
+        ] = 30.0,
+        log: Annotated[bool, typer.Option(
+            "--log", help="Also append each epoch as a JSON line to OUT.train.jsonl.")] = False,
+        quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
+    """Train a surrogate on a data file and save it as a model directory.
+
+    The training state is checkpointed to OUT.checkpoint (atomically; train.checkpoint_seconds,
+    train.checkpoint_epochs): after a crash or kill, the same command resumes where it stopped.
+    The checkpoint is removed when the model is saved."""
     cfg = (Config.from_toml(config) if config else Config()).updated(**{
         "train.members": members, "train.ensemble": ensemble, "train.epochs": epochs,
-        "train.seed": seed,
+        "train.seed": seed, "train.device": device,
         "train.backend": backend, "calibration.method": calibration, "data.x": x, "data.y": y,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
     cfg = cfg.updated(**{"model.backbone": backbone})
-    with progress() as bar:
-        task = bar.add_task("fit", total=cfg.train.epochs, info="", visible=not quiet)
+    checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
+    batch_job = not err.is_terminal and not quiet
+    with progress() as bar, ExitStack() as files:
+        task = bar.add_task("fit", total=cfg.train.epochs, info="",
+                            visible=not quiet and not batch_job)
+        jsonl = files.enter_context(open(f"{out_dir}.train.jsonl", "a")) if log else None
+        lines = EpochLog(cfg.train.epochs, log_every if batch_job else None, sys.stderr, jsonl)
 
         def on_epoch(epoch, train_nll, val_nll, active):
             bar.update(task, completed=epoch + 1,
                        info=f"val nll {val_nll.mean():.3f}, {active} active")
+            lines(epoch, train_nll, val_nll, active)
 
-        model = Surrogate(cfg).fit(X, Y, on_epoch=on_epoch)
+        model = Surrogate(cfg)
+        if checkpoint.exists() and resume is not False and not quiet:
+            err.print(f"found the checkpoint {checkpoint}: resuming if it matches")
+        model.fit(X, Y, on_epoch=on_epoch, checkpoint=checkpoint,
+                  resume={None: "auto", True: "require", False: "never"}[resume])
         bar.update(task, completed=cfg.train.epochs)
     model.save(out_dir)
     networks = next(iter(model.params.values())).shape[0]
     summary = {"model": str(out_dir), "backbone": cfg.model.backbone, "backend": model.backend,
+               "device": str(model.device), "resumed": model.resumed,
                "ensemble": cfg.train.ensemble, "members": cfg.train.members, "networks": networks,
                "epochs_run": model.metrics["epochs_run"],
                "train_seconds": round(model.metrics["train_seconds"], 2),
@@ -80,8 +109,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         print(json.dumps(summary))
         return
     err.print(f"saved {cfg.train.ensemble} {cfg.model.backbone} ensemble of {networks} networks "
-              f"({model.backend} backend, {summary['epochs_run']} epochs, "
-              f"{summary['train_seconds']} s) to {out_dir}")
+              f"({model.backend} backend on {model.device}, {summary['epochs_run']} epochs, "
+              f"{summary['train_seconds']} s{', resumed' if model.resumed else ''}) to {out_dir}")
     err.print(_calibration_line(model.metrics["calibration"]))
 
 
@@ -98,11 +127,12 @@ def _calibration_line(info: dict) -> str:
 
 
 def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
-             as_json: JsonOpt = False) -> None:
+             as_json: JsonOpt = False, device: DeviceOpt = None,
+             batch_size: BatchOpt = None) -> None:
     """Score a saved model on a data file (original units; NLL per target value)."""
-    surrogate = Surrogate.load(model)
+    surrogate = Surrogate.load(model, device)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
-    scores = score(surrogate.predict(X), Y)
+    scores = score(surrogate.predict(X, batch_size=batch_size), Y)
     if as_json:  # strict JSON: an undefined score (NaN) or an infinite width is null
         print(json.dumps({k: v if math.isfinite(v) else None for k, v in scores.items()}))
         return
@@ -115,33 +145,52 @@ def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
 def predict(model: ModelOpt, data: DataOpt,
             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
-            x: XOpt = None) -> None:
+            x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
-    calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood)."""
-    surrogate = Surrogate.load(model)
+    calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
+
+    Rows are predicted ``--batch-size`` at a time (default: about 64 MiB of member outputs per
+    batch), so the memory a prediction needs is bounded whatever the number of rows."""
+    surrogate = Surrogate.load(model, device)
     X, _ = load_xy(surrogate, data, x, None, require_y=False)
+    rows = batch_size or _batch_rows(surrogate)
+    parts = [_summaries(surrogate, X[i:i + rows], level) for i in range(0, len(X), rows)]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    save_data(out_path, X, None, **arrays)
+    err.print(f"wrote predictions for {len(X)} samples to {out_path}")
+
+
+def _batch_rows(surrogate: Surrogate, budget: int = 2**26) -> int:
+    """Rows whose member means and variances (float64) take about ``budget`` bytes."""
+    networks = next(iter(surrogate.params.values())).shape[0]
+    return max(1, budget // (16 * networks * math.prod(surrogate.y_shape)))
+
+
+def _summaries(surrogate: Surrogate, X: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    """What ``predict`` writes for the rows ``X``, as numpy arrays."""
     raw = surrogate.predict(X, calibrated=False)  # one prediction serves both: OOD uses it raw
     pred = surrogate.apply_calibration(raw)
     lower, upper = pred.interval(level)
     arrays = {"mean": pred.mean, "std": pred.stddev, "lower": lower, "upper": upper,
               "aleatoric": pred.aleatoric, "epistemic": pred.epistemic}
+    arrays = {k: v.cpu().numpy() for k, v in arrays.items()}
     if surrogate.ood_detector is not None:  # models saved before OOD detection have none
         arrays["ood_score"], arrays["ood"] = surrogate.ood(X, raw)
-    save_data(out_path, X, None, **{k: np.asarray(v) for k, v in arrays.items()})
-    err.print(f"wrote predictions for {len(X)} samples to {out_path}")
+    return arrays
 
 
 def report(model: ModelOpt, data: DataOpt,
            out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
            x: XOpt = None, y: YOpt = None,
-           examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4) -> None:
+           examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4,
+           device: DeviceOpt = None, batch_size: BatchOpt = None) -> None:
     """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores; for a
     calibrated model, the reliability diagram and calibration scores before and after it."""
     from choral.evaluation.report import write_report  # matplotlib is slow to import: only here
 
-    surrogate = Surrogate.load(model)
+    surrogate = Surrogate.load(model, device)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
-    raw = surrogate.predict(X, calibrated=False)  # one forward pass serves before and after
+    raw = surrogate.predict(X, calibrated=False, batch_size=batch_size)  # serves both
     pred = surrogate.apply_calibration(raw)
     calibrator = surrogate.calibrator
     info = {"model": str(model), "data": str(data), "backbone": surrogate.config.model.backbone,

@@ -16,7 +16,9 @@ The contract, and all that acquisitions, metrics, calibration and inference may 
   and weights (s,), whose mixture moments are the predictive's ``mean``, ``aleatoric`` and
   ``epistemic``;
 - ``affine(loc, scale)`` and ``select(idx)``: the predictive of ``scale * Y + loc`` and of a
-  subset of samples.
+  subset of samples;
+- ``device``: where its tensors live. Everything it returns is there; arguments (arrays,
+  lists or tensors on another device) are moved there.
 
 Examples:
     >>> import torch
@@ -119,6 +121,12 @@ class Predictive(abc.ABC):
         """Spread of the member means (n, ...)."""
 
     @property
+    def device(self) -> torch.device:
+        """The device of every tensor the predictive holds and returns (subclasses answer
+        without computing the mean)."""
+        return self.mean.device
+
+    @property
     def stddev(self) -> Tensor:
         """Standard deviation (n, ...)."""
         return torch.sqrt(self.variance)
@@ -149,7 +157,10 @@ class Predictive(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """``k`` member-coherent draws (k, n, ...)."""
+        """``k`` member-coherent draws (k, n, ...) on the predictive's device.
+
+        With a ``generator``, the draws are made on its device and then moved: a CPU generator
+        gives the same draws whatever the predictive's device."""
 
     @abc.abstractmethod
     def affine(self, loc: Any, scale: Any) -> Predictive:
@@ -183,15 +194,16 @@ class Predictive(abc.ABC):
         plus the neglected tails); closed forms override this.
         """
         y = self._y(y)
-        total = torch.zeros(self.shape, dtype=F64)
-        for tau in (torch.arange(levels, dtype=F64) + 0.5) / levels:
-            total += pinball(y - self.quantile(float(tau)), tau)
+        total = torch.zeros(self.shape, dtype=F64, device=self.device)
+        for tau in ((j + 0.5) / levels for j in range(levels)):
+            total += pinball(y - self.quantile(tau), tau)
         return 2.0 * total / levels
 
     # -- argument checks shared by subclasses ---------------------------------------------------
     def _y(self, y: Any, name: str = "y") -> Tensor:
-        """``y`` as float64, broadcastable to exactly (n, ...), or a DataError naming ``name``."""
-        y = as_float64(y, name)
+        """``y`` as float64 on the predictive's device, broadcastable to exactly (n, ...), or a
+        DataError naming ``name``."""
+        y = as_float64(y, name, device=self.device)
         try:
             ok = torch.broadcast_shapes(y.shape, self.shape) == self.shape
         except RuntimeError:
@@ -211,6 +223,10 @@ class Predictive(abc.ABC):
     @staticmethod
     def _draws(k: Any) -> int:
         return check_int(k, "k", minimum=1)  # the number of draws
+
+    def _draw_device(self, generator: torch.Generator | None) -> torch.device:
+        """Where :meth:`sample` draws: on the generator's device, else on the predictive's."""
+        return self.device if generator is None else generator.device
 
     def _p(self, p: Any) -> Tensor:
         p = self._y(p, "p")

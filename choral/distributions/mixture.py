@@ -44,25 +44,26 @@ def _a(mu: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     return 2.0 * sigma * phi + mu * (2.0 * torch.special.ndtr(z) - 1.0)
 
 
-def _component_weights(weights: Any, means: torch.Tensor) -> torch.Tensor:
-    """Validated weights broadcastable to ``means`` (s, n, ...): (s, 1, ...) or (s, n, ...)."""
+def _component_weights(weights: Any, means: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Validated weights on the device of ``means`` (s, n, ...), broadcastable to them:
+    (s, 1, ...) or (s, n, ...); and whether they were given per sample, (s, n, ...)."""
     s = means.shape[0]
     if weights is None:
-        weights = torch.full((s,), 1.0 / s, dtype=F64)
-    weights = as_float64(weights, "weights")
+        weights = torch.full((s,), 1.0 / s, dtype=F64, device=means.device)
+    weights = as_float64(weights, "weights", device=means.device)
     if weights.shape == means.shape:
         total = weights.sum(0)
         if not bool((weights >= 0).all()) or not bool(((total - 1).abs() <= 1e-6).all()):
             raise DataError("per-sample weights (s, n, ...) must be >= 0 and sum to 1 over "
                             f"axis 0; got minimum {weights.min().item():.6g} and sums in "
                             f"[{total.min().item():.6g}, {total.max().item():.6g}]")
-        return weights / total
+        return weights / total, True
     if weights.shape != (s,):
         raise DataError(f"weights must have shape ({s},), one per component, or the "
                         f"means' shape {tuple(means.shape)}; got {tuple(weights.shape)}")
     if not bool((weights > 0).all()) or abs(weights.sum().item() - 1.0) > 1e-6:
         raise DataError(f"weights must be positive and sum to 1; got {weights.tolist()}")
-    return (weights / weights.sum()).reshape((s,) + (1,) * (means.ndim - 1))
+    return (weights / weights.sum()).reshape((s,) + (1,) * (means.ndim - 1)), False
 
 
 class GaussianMixture(Predictive):
@@ -98,7 +99,8 @@ class GaussianMixture(Predictive):
 
     def __init__(self, means: Any, variances: Any, weights: Any = None,
                  members: int | None = None) -> None:
-        means, variances = as_float64(means, "means"), as_float64(variances, "variances")
+        means = as_float64(means, "means")
+        variances = as_float64(variances, "variances", device=means.device)
         if means.shape != variances.shape:
             raise DataError(f"means and variances must have the same shape (s, n, ...); got "
                             f"{tuple(means.shape)} and {tuple(variances.shape)}")
@@ -114,11 +116,10 @@ class GaussianMixture(Predictive):
         if s % members:
             raise DataError(f"members must be a positive integer dividing the {s} components "
                             f"(members-major, K = s / members per member); got {members!r}")
-        self._w = _component_weights(weights, means)
+        self._w, per_sample = _component_weights(weights, means)
         self._means = means.clone()
         self._vars = variances.clone()
         self._members = members
-        per_sample = weights is not None and tuple(torch.as_tensor(weights).shape) == means.shape
         self._weights = self._w.clone() if per_sample else self._w.reshape(s)
         self._logw = torch.log(self._w)
 
@@ -137,6 +138,11 @@ class GaussianMixture(Predictive):
     def shape(self) -> torch.Size:
         """The per-sample shape (n, ...) of every summary and score."""
         return self._means.shape[1:]
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the means (given), where every tensor of the mixture lives."""
+        return self._means.device
 
     @property
     def component_means(self) -> torch.Tensor:
@@ -279,15 +285,17 @@ class GaussianMixture(Predictive):
         m, kk, n = self._members, self.num_components // self._members, self.shape[0]
         mu, var = (self._per_member(t).reshape(m, kk, n, -1) for t in (self._means, self._vars))
         w = self._per_member(self._w.expand_as(self._means)).reshape(m, kk, n, -1)
-        picked = torch.multinomial(self._member_weight_vector().expand(n, m), k, replacement=True,
-                                   generator=generator).T  # (k, n) member per draw and sample
-        rows = torch.arange(n)
+        rng, here = self._draw_device(generator), self.device  # draw there, compute here
+        picked = torch.multinomial(self._member_weight_vector().to(rng).expand(n, m), k,
+                                   replacement=True, generator=generator).T.to(here)  # (k, n)
+        rows = torch.arange(n, device=here)
         mu, var, w = (t[picked, :, rows].movedim(2, -1) for t in (mu, var, w))  # (k, n, p, K)
         if kk > 1:
-            comp = torch.multinomial(w.reshape(-1, kk), 1, replacement=True, generator=generator)
+            comp = torch.multinomial(w.reshape(-1, kk).to(rng), 1, replacement=True,
+                                     generator=generator).to(here)
             comp = comp.reshape(*w.shape[:-1], 1)
             mu, var = mu.gather(-1, comp), var.gather(-1, comp)
-        eps = torch.randn(mu.shape[:-1], generator=generator, dtype=F64)
+        eps = torch.randn(mu.shape[:-1], generator=generator, dtype=F64, device=rng).to(here)
         return (mu[..., 0] + var[..., 0].sqrt() * eps).reshape(k, *self.shape)
 
     def crps(self, y: Any, levels: int = 199) -> torch.Tensor:
@@ -340,7 +348,7 @@ def _pair_term(mu: torch.Tensor, var: torch.Tensor, w: torch.Tensor,
     ...) array, so that about ``budget`` values are live at once (mixtures of mixtures are big)."""
     s = mu.shape[0]
     step = max(1, budget // max(1, s * mu[0].numel()))
-    total = torch.zeros(mu.shape[1:], dtype=mu.dtype)
+    total = torch.zeros(mu.shape[1:], dtype=mu.dtype, device=mu.device)
     for i in range(0, s, step):
         blk = slice(i, i + step)
         pair = _a(mu[blk, None] - mu[None], var[blk, None] + var[None])

@@ -51,8 +51,10 @@ COMBINES = ("vincentise", "mixture")
 """How members are combined: quantile averaging (Vincentisation) or their mixture."""
 
 
-def level_grid(spec: int | list[float]) -> torch.Tensor:
-    """Quantile levels (L,) from a count ``L`` (``j / (L + 1)``, ``j = 1..L``) or a list.
+def level_grid(spec: int | list[float],
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """Quantile levels (L,) from a count ``L`` (``j / (L + 1)``, ``j = 1..L``) or a list, on
+    ``device`` (default: the CPU).
 
     >>> level_grid(4).tolist()
     [0.2, 0.4, 0.6, 0.8]
@@ -60,8 +62,8 @@ def level_grid(spec: int | list[float]) -> torch.Tensor:
     if isinstance(spec, int) and not isinstance(spec, bool):
         if spec < 2:
             raise DataError(f"quantile_levels must be a count >= 2; got {spec}")
-        return torch.arange(1, spec + 1, dtype=F64) / (spec + 1)
-    taus = as_float64(spec, "quantile_levels")
+        return torch.arange(1, spec + 1, dtype=F64, device=device) / (spec + 1)
+    taus = as_float64(spec, "quantile_levels", device=device)
     if taus.ndim != 1 or len(taus) < 2 or not bool((taus > 0).all() & (taus < 1).all()) \
             or not bool((taus.diff() > 0).all()):
         raise DataError(f"quantile_levels must be >= 2 strictly increasing levels in (0, 1); "
@@ -169,8 +171,9 @@ class QuantilePredictive(Predictive):
     """
 
     def __init__(self, levels: Any, member_quantiles: Any, combine: str = "vincentise") -> None:
-        taus = level_grid(levels.tolist() if isinstance(levels, torch.Tensor) else levels)
-        mq = as_float64(member_quantiles, "member_quantiles")
+        mq = as_float64(member_quantiles, "member_quantiles")  # its device is the predictive's
+        taus = level_grid(levels.tolist() if isinstance(levels, torch.Tensor) else levels,
+                          device=mq.device)
         if mq.ndim < 3 or mq.shape[-1] != len(taus):
             raise DataError(f"member_quantiles must have shape (s, n, ..., L) with L = "
                             f"{len(taus)} levels last; got {tuple(mq.shape)}")
@@ -185,6 +188,11 @@ class QuantilePredictive(Predictive):
     def shape(self) -> torch.Size:
         """The per-sample shape (n, ...) of every summary and score."""
         return self._q.shape[:-1]
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the member quantiles (given), where every tensor lives."""
+        return self._mq.device
 
     @property
     def num_members(self) -> int:
@@ -222,7 +230,7 @@ class QuantilePredictive(Predictive):
         and equal weights (s,)."""
         mu, var = moments(self.levels, self._mq)
         return Members(mu, var, torch.full((self.num_members,), 1.0 / self.num_members,
-                                           dtype=F64))
+                                           dtype=F64, device=self.device))
 
     @property
     def aleatoric(self) -> torch.Tensor:
@@ -278,10 +286,10 @@ class QuantilePredictive(Predictive):
     def crps(self, y: Any, levels: int = 199) -> torch.Tensor:
         """CRPS (n, ...): the midpoint rule of :meth:`Predictive.crps`, all levels at once."""
         y = self._y(y)
-        taus = (torch.arange(levels, dtype=F64) + 0.5) / levels
+        taus = (torch.arange(levels, dtype=F64, device=self.device) + 0.5) / levels
         taus = taus.reshape(-1, *(1,) * y.ndim)
         step = max(1, 2**22 // (self._mq.numel() if self._mixed else self._q.numel()))
-        total = torch.zeros(self.shape, dtype=F64)
+        total = torch.zeros(self.shape, dtype=F64, device=self.device)
         for i in range(0, levels, step):
             tau = taus[i:i + step]
             diff = y - self._quantile(tau.expand(-1, *self.shape))
@@ -296,13 +304,14 @@ class QuantilePredictive(Predictive):
         distribution per value and draws every value independently.
         """
         k = self._draws(k)
-        u = torch.rand((k, *self.shape), generator=generator, dtype=F64)
+        rng, here = self._draw_device(generator), self.device  # draw there, compute here
+        u = torch.rand((k, *self.shape), generator=generator, dtype=F64, device=rng).to(here)
         u = u.clamp(1e-300, 1 - 1e-16)
         if not self._mixed:
             return quantile_function(self.levels, self._q, u)
         n = self.shape[0]
-        picked = torch.randint(self.num_members, (k, n), generator=generator)
-        q = self._mq[picked, torch.arange(n)]  # (k, n, ..., L)
+        picked = torch.randint(self.num_members, (k, n), generator=generator, device=rng)
+        q = self._mq[picked.to(here), torch.arange(n, device=here)]  # (k, n, ..., L)
         return quantile_function(self.levels, q, u)
 
     def affine(self, loc: Any, scale: Any) -> QuantilePredictive:

@@ -23,6 +23,10 @@ Per-sample shapes: vectors (n, m) (parameters (m,)); fields (n, c, *grid) (``Sca
 ``Isotonic`` per channel (c,), ``PitScale``, ``Conformal`` and ``CQR`` per cell (c, *grid)).
 :func:`cross_fit` scores a method on held-out folds of a calibration set, before and after.
 
+Devices: a calibrator's parameters are tensors on the device of the predictive it was fitted on
+(the CPU when read by :func:`calibrator_from_dict`); applied to a predictive on another device,
+they are moved to the predictive's. ``to_dict`` gives plain lists whatever the device.
+
 Examples:
     >>> import torch
     >>> from choral.distributions import GaussianMixture
@@ -124,7 +128,7 @@ class Scale:
         return self.factor if self.per_cell else _per_channel(self.factor, (0, *sample_shape))
 
     def apply(self, pred: Predictive) -> Predictive:
-        c = self.spread(pred.shape[1:])
+        c = self.spread(pred.shape[1:]).to(pred.device)
         return pred.affine(pred.mean * (1.0 - c), c)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,16 +160,17 @@ class PitScale(Scale):
 
     @classmethod
     def fit(cls, pred: Predictive, y: Any) -> PitScale:
-        y = _targets(pred, y)
+        y, grid = _targets(pred, y), cls.grid.to(pred.device)
         errors = torch.stack([  # the PIT of the scaled predictive, F(m + (y - m) / c)
             pit_calibration_errors(pred.cdf(pred.mean + (y - pred.mean) / c).flatten(1).T)
-            for c in cls.grid])  # (401, values)
-        return cls(cls.grid[errors.argmin(0)].reshape(pred.shape[1:]))
+            for c in grid])  # (401, values)
+        return cls(grid[errors.argmin(0)].reshape(pred.shape[1:]))
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Piecewise-linear ``f(x)`` and its slope, row by row: x (c, N), knots xp, fp (c, K)."""
-    k = xp.shape[1]
+    """Piecewise-linear ``f(x)`` and its slope, row by row: x (c, N), knots xp, fp (c, K)
+    (moved to the device of ``x``)."""
+    xp, fp, k = xp.to(x.device), fp.to(x.device), xp.shape[1]
     hi = torch.searchsorted(xp.contiguous(), x.contiguous(), right=True).clamp(1, k - 1)
     x0, x1 = xp.gather(1, hi - 1), xp.gather(1, hi)
     f0, f1 = fp.gather(1, hi - 1), fp.gather(1, hi)
@@ -200,7 +205,8 @@ class Isotonic:
             raise DataError(f"isotonic knots must be (c, K) with K >= 2; got "
                             f"{tuple(self.knots.shape)}")
         k = self.knots.shape[1]
-        self.levels = (torch.arange(k, dtype=_F64) / (k - 1)).expand_as(self.knots)
+        levels = torch.arange(k, dtype=_F64, device=self.knots.device) / (k - 1)
+        self.levels = levels.expand_as(self.knots)
 
     @classmethod
     def fit(cls, pred: Predictive, y: Any, n_knots: int | None = None) -> Isotonic:
@@ -210,11 +216,11 @@ class Isotonic:
         if n_knots is not None:
             check_int(n_knots, "n_knots", minimum=1)
         k = min(u.shape[1], n_knots or min(1000, math.ceil(math.sqrt(u.shape[1]))))
-        p = torch.arange(1, k + 1, dtype=_F64) / (k + 1)
-        inner = _interp(p.expand(len(u), k), torch.linspace(0, 1, u.shape[1], dtype=_F64)
-                        .expand_as(u), u)[0]  # empirical quantiles (c, k), linear between
-        zero, one = torch.zeros(len(u), 1, dtype=_F64), torch.ones(len(u), 1, dtype=_F64)
-        return cls(torch.cat([zero, inner, one], dim=1))
+        p = torch.arange(1, k + 1, dtype=_F64, device=u.device) / (k + 1)
+        ranks = torch.linspace(0, 1, u.shape[1], dtype=_F64, device=u.device).expand_as(u)
+        inner = _interp(p.expand(len(u), k), ranks, u)[0]  # empirical quantiles (c, k)
+        zero = torch.zeros(len(u), 1, dtype=_F64, device=u.device)
+        return cls(torch.cat([zero, inner, zero + 1.0], dim=1))
 
     def recalibrate(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``R(u)`` and ``R'(u)`` for PIT values ``u`` (n, c, *grid)."""
@@ -257,6 +263,7 @@ class _Wrapped(Predictive):
         return self.rebase(self.base.affine(loc, scale))
 
     shape = property(lambda self: self.base.shape)
+    device = property(lambda self: self.base.device)
     mean = property(lambda self: self.base.mean)
     variance = property(lambda self: self.base.variance)
     aleatoric = property(lambda self: self.base.aleatoric)
@@ -329,8 +336,7 @@ class Recalibrated(_Wrapped):
 
     @cached_property
     def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
-        taus = (torch.arange(self.levels, dtype=_F64) + 0.5) / self.levels
-        q = torch.stack([self.quantile(float(t)) for t in taus])
+        q = torch.stack([self.quantile((j + 0.5) / self.levels) for j in range(self.levels)])
         return q.mean(0), q.var(0, correction=0)
 
     mean = property(lambda self: self._moments[0])
@@ -348,11 +354,11 @@ class Recalibrated(_Wrapped):
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``k`` member-coherent draws (k, n, ...): base draws mapped through ``T``."""
         draws = self.base.sample(k, generator)  # (k, n, ...)
-        n = self.shape[0]
+        rows = torch.arange(self.shape[0], device=self.device)
         step = max(1, 2**20 // self.shape.numel())  # draws per batch: bounded memory
         out = []
         for part in draws.split(step):  # each batch as (b n, ...): one bisection for all
-            many = self.rebase(self.base.select(torch.arange(n).repeat(len(part))))
+            many = self.rebase(self.base.select(rows.repeat(len(part))))
             u = many.base.cdf(part.flatten(0, 1)).clamp(_EPS, 1.0 - _EPS)
             out.append(many.quantile(u).reshape(part.shape))
         return torch.cat(out)
@@ -476,7 +482,7 @@ class ConformalPredictive(_Wrapped):
         if not found:
             raise DataError(f"level {level!r} has no conformal quantile; calibrated levels: "
                             f"{sorted(q)} (refit with levels=...)")
-        return self.calibrator.bounds(self.base, found[0], level)
+        return self.calibrator.bounds(self.base, found[0].to(self.device), level)
 
 
 METHODS = {c.method: c for c in (Scale, PitScale, Isotonic, Conformal, CQR)}
@@ -536,7 +542,8 @@ def cross_fit(method: str, pred: Predictive, y: Any, folds: int = 5,
     folds = min(folds, n // 2)
     if folds < 2:
         return {}
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    rng = torch.Generator().manual_seed(seed)  # on the CPU: the same folds on every device
+    perm = torch.randperm(n, generator=rng, device="cpu").to(pred.device)
     totals = {"before": {}, "after": {}}
     for held in perm.tensor_split(folds):
         kept = perm[~torch.isin(perm, held)]

@@ -3,6 +3,7 @@
 Every function takes a predictive (any :class:`~choral.distributions.Predictive`) and targets ``y``
 of the predictive's shape (n, ...) and returns a Python float averaged over every target value
 (all samples and all outputs), so the NLL is per target value, as in published UCI tables.
+Targets may be arrays, lists or tensors on any device: they are moved to the predictive's.
 
 Examples:
     >>> import torch
@@ -40,8 +41,9 @@ cost bounded (sorting ~200k values) for large fields."""
 
 
 def check_targets(predictive: Predictive, y: Any) -> torch.Tensor:
-    """``y`` as a float64 tensor of exactly the predictive's shape, or a DataError."""
-    t = as_float64(y, "y")
+    """``y`` as a float64 tensor of exactly the predictive's shape on its device, or a
+    DataError."""
+    t = as_float64(y, "y", device=predictive.device)
     if t.shape != predictive.shape:
         raise DataError(f"y must have the predictive's shape {tuple(predictive.shape)}; got "
                         f"{tuple(t.shape)}")
@@ -105,7 +107,7 @@ def pit_calibration_errors(u: torch.Tensor, levels: int = 99) -> torch.Tensor:
     """
     check_int(levels, "levels", minimum=1)
     u = torch.sort(u, dim=1).values.contiguous()
-    p = torch.arange(1, levels + 1, dtype=torch.float64) / (levels + 1)
+    p = torch.arange(1, levels + 1, dtype=torch.float64, device=u.device) / (levels + 1)
     frac = torch.searchsorted(u, p.expand(len(u), -1).contiguous(), right=True)
     return (frac.double() / u.shape[1] - p).abs().mean(1)
 

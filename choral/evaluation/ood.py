@@ -38,7 +38,8 @@ union of both flags: the ``ceil((n + 1)(1 - alpha))``-th smallest of the validat
 scores, with ``+inf`` for rows whose ``e > margin`` (at most ``alpha / 2`` of them, so it is
 finite). An exchangeable in-distribution input is thus flagged with probability about ``alpha``
 (default 5%): at most ``alpha`` for the threshold given the margin, which the same validation rows
-chose.
+chose. Features and epistemic variances may be arrays or tensors on any device; the detector
+works on float64 numpy arrays on the CPU.
 
 Examples:
     >>> import numpy as np
@@ -63,6 +64,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from choral.checks import as_numpy
 from choral.errors import DataError
 
 __all__ = ["OODDetector", "pooled_features"]
@@ -71,21 +73,22 @@ _POOL = 4
 _MARGIN_FLOOR = 0.01  # of each feature's training range; see the module docstring
 
 
-def pooled_features(Xs: np.ndarray) -> np.ndarray:
-    """Features (n, f) of standardised inputs: vectors (n, d) as they are; fields (n, c, *grid)
-    average-pooled to ``4`` cells per axis and flattened, f = c * 4^k.
+def pooled_features(Xs: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Features (n, f) of standardised inputs (an array, or a tensor on any device): vectors
+    (n, d) as they are; fields (n, c, *grid) average-pooled to ``4`` cells per axis and
+    flattened, f = c * 4^k.
 
     >>> pooled_features(np.ones((3, 2, 8, 8))).shape
     (3, 32)
     """
     if Xs.ndim == 2:
-        return np.asarray(Xs, dtype=np.float64)
+        return as_numpy(Xs)
     pool = {3: functional.adaptive_avg_pool1d, 4: functional.adaptive_avg_pool2d,
             5: functional.adaptive_avg_pool3d}.get(Xs.ndim)
     if pool is None:
         raise DataError(f"X must be (n, d) or a 1-3D field (n, c, *grid); got shape {Xs.shape}")
-    t = torch.as_tensor(Xs, dtype=torch.float64)
-    return pool(t, _POOL).flatten(1).numpy()
+    t = torch.as_tensor(Xs, dtype=torch.float64)  # a tensor is pooled on its device
+    return as_numpy(pool(t, _POOL).flatten(1))
 
 
 def _threshold(scores: np.ndarray, alpha: float) -> float:
@@ -99,7 +102,7 @@ def _width(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def _matrix(a: Any, name: str, f: int | None = None) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
+    a = as_numpy(a)
     if a.ndim != 2 or (f is not None and a.shape[1] != f):
         want = "(n, f)" if f is None else f"(n, {f})"
         raise DataError(f"OOD {name} must be {want}; got shape {a.shape}")
@@ -179,7 +182,7 @@ class OODDetector:
         return np.maximum(out, 0.0).max(1, initial=0.0)
 
     def _parts(self, features: np.ndarray, epistemic: np.ndarray) -> np.ndarray:
-        epistemic = np.asarray(epistemic, dtype=np.float64).reshape(-1)
+        epistemic = as_numpy(epistemic).reshape(-1)
         if epistemic.shape != (len(features),):
             raise DataError(f"epistemic must be (n,) with n = {len(features)}; got shape "
                             f"{epistemic.shape}")

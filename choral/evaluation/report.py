@@ -3,6 +3,7 @@
 Shapes: n samples, d input features, m outputs, c channels, grid L (1-D) or H, W (2-D).
 Vector data: X (n, d), Y (n, m). Field data: X (n, c_in, *grid), Y (n, c_out, *grid).
 Figures are drawn on Agg canvases without pyplot (no global state); every file is atomic.
+The predictive may live on any device: scores are computed there, figures from CPU copies.
 
 Examples:
     >>> import torch
@@ -28,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from choral.atomic import atomic_write
-from choral.checks import check_int
+from choral.checks import as_numpy, check_int
 from choral.distributions import Predictive
 from choral.errors import DataError
 from choral.evaluation.metrics import check_targets, coverage, pit_calibration_error
@@ -131,7 +132,7 @@ def _image(fig: Figure, ax: Any, a: np.ndarray, cmap: str, vmin=None, vmax=None)
 
 
 def _example(i: int, x: np.ndarray, y: torch.Tensor, p: Predictive):
-    target, mean, std = y[0].numpy(), p.mean[0, 0].numpy(), p.stddev[0, 0].numpy()
+    target, mean, std = (as_numpy(t) for t in (y[0], p.mean[0, 0], p.stddev[0, 0]))
     err, first, two_d = np.abs(target - mean), x[0] if x.ndim >= 2 else x, target.ndim == 2
     fig = _figure(17 if two_d else 14, 3.1 if two_d else 3.4, left=0.02 if two_d else 0.04,
                   right=0.98, bottom=0.08 if two_d else 0.1, top=0.9, wspace=0.3 if two_d else 0.22)
@@ -168,8 +169,8 @@ def _example(i: int, x: np.ndarray, y: torch.Tensor, p: Predictive):
 
 def _parity(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
     sub = p.select(idx := _pick(rng, y.shape[0], MAX_PARITY))
-    lower, upper = (t.numpy() for t in sub.interval(0.9))
-    mean, target, k = sub.mean.numpy(), y[idx].numpy(), min(y.shape[1], 4)
+    lower, upper = (as_numpy(t) for t in sub.interval(0.9))
+    mean, target, k = as_numpy(sub.mean), as_numpy(y[idx]), min(y.shape[1], 4)
     fig = _figure(4 * k, 4, left=0.16 / k, right=1 - 0.03 / k, bottom=0.12, wspace=0.35)
     for j, ax in enumerate(np.atleast_1d(fig.subplots(1, k))):
         yerr = np.stack([mean[:, j] - lower[:, j], upper[:, j] - mean[:, j]])
@@ -198,16 +199,17 @@ def _pit(y: torch.Tensor, p: Predictive, rng: np.random.Generator,
     flat = not any(hasattr(q, "rebase") for q in preds)
     curves = [_reliability_on(y, q, idx, flat) for q in preds]
     pits = [q.cdf(y) for q in preds]
+    hists = [as_numpy(u).ravel() for u in pits]
     fig = _figure(9, 4, left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
     ax1, ax2 = fig.subplots(1, 2)
     ax2.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
     if before is None:
-        ax1.hist(pits[0].numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.7)
+        ax1.hist(hists[0], bins=20, range=(0, 1), density=True, alpha=0.7)
         ax2.plot(*curves[0], "o-", color="C3", label="observed")
     else:
-        ax1.hist(pits[0].numpy().ravel(), bins=20, range=(0, 1), density=True, histtype="step",
+        ax1.hist(hists[0], bins=20, range=(0, 1), density=True, histtype="step",
                  lw=1.8, color="C0", label="before calibration")
-        ax1.hist(pits[1].numpy().ravel(), bins=20, range=(0, 1), density=True, alpha=0.5,
+        ax1.hist(hists[1], bins=20, range=(0, 1), density=True, alpha=0.5,
                  color="C3", label="after calibration")
         ax1.legend(fontsize=8)
         ax2.plot(*curves[0], "s--", color="C0", label="before calibration")
@@ -234,7 +236,7 @@ def _pit(y: torch.Tensor, p: Predictive, rng: np.random.Generator,
 
 
 def _error_vs_std(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
-    err, std = (y - p.mean).abs().numpy().ravel(), p.stddev.numpy().ravel()
+    err, std = (as_numpy(t).ravel() for t in ((y - p.mean).abs(), p.stddev))
     bins = np.array_split(np.argsort(std), min(12, std.size))  # equal-count std quantile bins
     centres, binned = [np.median(std[b]) for b in bins], [err[b].mean() for b in bins]
     pick = _pick(rng, err.size, MAX_SCATTER).numpy()

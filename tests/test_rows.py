@@ -229,10 +229,17 @@ def test_fit_blocks_constant_feature_gets_scale_one():
 def test_fit_blocks_large_offset_keeps_precision():
     rng = np.random.default_rng(7)
     a = 1e6 + rng.normal(0.0, 1e-2, size=(4000, 3))
-    blocks = _uneven_blocks(a, [1000, 1, 2500, 499])
-    _assert_same(a, blocks)
+    for sizes in ([1000, 1, 2500, 499], [1] * 4000):
+        _assert_same(a, _uneven_blocks(a, sizes))
     naive = np.sqrt(np.mean(a**2, axis=0) - np.mean(a, axis=0) ** 2)  # sum of squares
     assert not np.allclose(naive, a.std(axis=0), rtol=1e-3)  # the naive one is off
+
+
+def test_fit_blocks_exact_where_fit_loses_digits():
+    a = 1e8 + np.random.default_rng(8).normal(0.0, 1e-3, size=(4000, 2))
+    exact = (a - 1e8).std(axis=0)  # the subtraction is exact (Sterbenz)
+    got = Standardiser.fit_blocks(_uneven_blocks(a, [1000, 1, 2999])).scale
+    np.testing.assert_allclose(got, exact, rtol=1e-12, atol=0)
 
 
 def test_fit_blocks_from_h5rows_blocks(field):

@@ -44,7 +44,14 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
         backend: Annotated[str | None, typer.Option(
-            help="auto, stacked, vmap or loop.")] = None,
+            help="How members are evaluated: auto, stacked, vmap or loop; or ray: shards of "
+                 "members trained as Ray tasks (train.cluster).")] = None,
+        shards: Annotated[int | None, typer.Option(
+            min=1, help="Shards of members with --backend ray (default: one per GPU or CPU).")
+        ] = None,
+        address: Annotated[str | None, typer.Option(
+            help="Ray cluster to join with --backend ray (default: start a local one).")
+        ] = None,
         backbone: Annotated[str | None, typer.Option(
             help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
         calibration: Annotated[str | None, typer.Option(
@@ -71,8 +78,10 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
     The checkpoint is removed when the model is saved."""
     cfg = (Config.from_toml(config) if config else Config()).updated(**{
         "train.members": members, "train.ensemble": ensemble, "train.epochs": epochs,
-        "train.seed": seed, "train.device": device,
-        "train.backend": backend, "calibration.method": calibration, "data.x": x, "data.y": y,
+        "train.seed": seed, "train.device": device, "train.shards": shards,
+        "train.address": address, **({"train.cluster": "ray"} if backend == "ray" else
+                                     {"train.backend": backend}),
+        "calibration.method": calibration, "data.x": x, "data.y": y,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:

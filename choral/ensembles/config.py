@@ -62,6 +62,13 @@ class TrainConfig(Strict):
     precision: Literal["32", "bf16-mixed"] = "32"
     """``bf16-mixed`` runs the members' forward under bfloat16 autocast (meant for U-Nets on
     GPUs); the loss, the optimiser and the weights stay in ``dtype``."""
+    cluster: Literal["local", "ray"] = "local"
+    """``ray``: the members of a deep ensemble train in ``shards`` Ray tasks (one GPU each when
+    the cluster has GPUs; :mod:`choral.surrogate.shards`), gathered into one ensemble."""
+    shards: PositiveInt | None = None
+    """Shards of members with ``cluster = "ray"``; default: one per GPU, else one per CPU."""
+    address: str | None = None
+    """The Ray cluster to join with ``cluster = "ray"``; default: start a local runtime."""
     checkpoint_epochs: PositiveInt | None = None
     """With a checkpoint file (``choral fit`` always has one), save the training state every
     this many epochs ..."""

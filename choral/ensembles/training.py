@@ -155,7 +155,11 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
     forward = _autocast(forward, cfg.precision)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     device = next(iter(params.values())).device
-    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    # foreach, not fused: the fused CPU kernel rounds its vector body and its scalar tail
+    # differently, so a member's step would depend on where its weights sit in the stack (and
+    # a member trained in a shard of another size, or alone, would differ in the last bits)
+    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            foreach=True)
     if lr_factor is None and cfg.lr_schedule == "cosine":
         lr_factor = cosine(cfg.epochs)
     batches = math.ceil(n / cfg.batch_size)

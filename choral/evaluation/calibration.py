@@ -493,8 +493,8 @@ Calibrator = Scale | PitScale | Isotonic | Conformal | CQR
 def scale_factor(calibrator: Calibrator | None,
                  sample_shape: Sequence[int]) -> torch.Tensor | None:
     """The factors, broadcastable to (n, *sample_shape), by which ``calibrator`` spreads member
-    means about their mean (:class:`Scale`, :class:`PitScale`); ``None`` for the others, which
-    leave them as they are."""
+    means about their mean (:class:`Scale`, :class:`PitScale`), on the calibrator's device;
+    ``None`` for the others, which leave them as they are."""
     return calibrator.spread(sample_shape) if isinstance(calibrator, Scale) else None
 
 

@@ -64,7 +64,7 @@ class ChoralRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         pred = self.surrogate_.predict(X)
-        mean, std = pred.mean.numpy(), pred.stddev.numpy()
+        mean, std = pred.mean.cpu().numpy(), pred.stddev.cpu().numpy()
         if self._single:
             mean, std = mean[:, 0], std[:, 0]
         return (mean, std) if return_std else mean

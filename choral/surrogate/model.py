@@ -34,7 +34,7 @@ from choral.ensembles import TrainContext
 from choral.ensembles import fit as fit_ensemble
 from choral.ensembles.checkpoint import Checkpoint, Resume
 from choral.ensembles.training import EpochCallback, History, train_members
-from choral.errors import DataError, ModelFileError
+from choral.errors import ConfigError, DataError, ModelFileError
 from choral.evaluation.calibration import (
     Calibrator,
     calibrator_from_dict,
@@ -53,6 +53,7 @@ from choral.networks.members import (
 )
 from choral.normalise import Standardiser
 from choral.storage import ModelFiles, read_model_dir, write_model_dir
+from choral.surrogate.shards import run_shards
 
 __all__ = ["Surrogate", "member_seeds", "split_indices"]
 
@@ -124,9 +125,7 @@ class Surrogate:
                                                              split_seed))
         val = (Xs[val_idx], Ys[val_idx]) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
-        ckpt = None if checkpoint is None else Checkpoint(
-            checkpoint, self._fingerprint(len(X)), every_epochs=cfg.train.checkpoint_epochs,
-            every_seconds=cfg.train.checkpoint_seconds, resume=resume)
+        ckpt = None if checkpoint is None else self._checkpoint(checkpoint, len(X), resume)
         self.resumed = ckpt is not None and ckpt.resumed
         start = time.perf_counter()
         params, history = self._train(init_params, Xs[train_idx], Ys[train_idx], *val,
@@ -148,11 +147,25 @@ class Surrogate:
             ckpt.remove()
         return self
 
+    def _checkpoint(self, path: str | Path, n: int, resume: Resume) -> Checkpoint:
+        """The checkpoint of this fit. With ``train.cluster = "ray"`` the shards keep theirs
+        (``<path>.shard<k>``) and this one only names them."""
+        train = self.config.train
+        if train.cluster == "ray":
+            shards = sorted(Path(path).parent.glob(f"{Path(path).name}.shard*"))
+            if resume == "require" and not shards:
+                raise ConfigError(f"--resume: no shard checkpoints {path}.shard<k> are there")
+            for shard in shards if resume == "never" else ():
+                shard.unlink()
+            resume = "never"
+        return Checkpoint(path, self._fingerprint(n), every_epochs=train.checkpoint_epochs,
+                          every_seconds=train.checkpoint_seconds, resume=resume)
+
     def _fingerprint(self, n: int) -> str:
         """What a checkpoint must match to be resumed: the configuration (but where and how
         often it checkpoints) and the data, by its row count and exact statistics."""
         config = self.config.model_dump()
-        for key in ("device", "checkpoint_epochs", "checkpoint_seconds"):
+        for key in ("device", "checkpoint_epochs", "checkpoint_seconds", "cluster", "address"):
             config["train"].pop(key)
         content = {"config": config, "n": n, "x": self.x_norm.to_dict(),
                    "y": self.y_norm.to_dict(), "shapes": [self.x_shape, self.y_shape]}
@@ -236,6 +249,8 @@ class Surrogate:
 
     def _train(self, init_params, X, Y, X_val, Y_val, batch_seeds, on_epoch, checkpoint):
         cfg = self.config
+        if cfg.train.cluster == "ray":
+            return self._train_shards(init_params, (X, Y, X_val, Y_val), batch_seeds, checkpoint)
         if self.backend != "loop" or cfg.train.ensemble != "deep":
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
@@ -255,6 +270,39 @@ class Surrogate:
                 getattr(history, key).extend(getattr(h, key))
         self.records = {}
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, history
+
+    def _train_shards(self, init_params, data, batch_seeds, checkpoint):
+        """Train the members in shards of Ray tasks (:mod:`choral.surrogate.shards`), each
+        with a checkpoint ``<checkpoint>.shard<k>``; gather them in member order."""
+        train = self.config.train
+        if train.ensemble != "deep":
+            raise ConfigError(f"train.cluster = 'ray' shards independent members: "
+                              f"train.ensemble must be 'deep'; got {train.ensemble!r}")
+        gpus = self.device.type == "cuda"
+
+        def args(k: int, members: np.ndarray) -> tuple:
+            path = None if checkpoint is None else f"{checkpoint.path}.shard{k}"
+            key = None if checkpoint is None else f"{checkpoint.fingerprint}:{members.tolist()}"
+            params = {name: v[members].cpu() for name, v in init_params.items()}
+            return params, batch_seeds[members], path, key
+
+        cpu = tuple(None if a is None else a.cpu() for a in data)
+        shared = (self.config.model_dump(), (self.x_shape, self.y_shape), self.backend, *cpu,
+                  "cuda" if gpus else "cpu", torch.get_num_threads())
+        parts = run_shards(_fit_shard, shared, len(batch_seeds), args, train.shards,
+                           train.address, gpus)
+        self.resumed = any(part[2] for part in parts)
+        if checkpoint is not None:
+            for k in range(len(parts)):
+                Path(f"{checkpoint.path}.shard{k}").unlink(missing_ok=True)
+        histories = [History(**part[1]) for part in parts]
+        history = History(max(h.epochs_run for h in histories),
+                          *([v for h in histories for v in getattr(h, key)]
+                            for key in ("best_epoch", "best_val_nll", "train_nll")))
+        params = {k: torch.cat([part[0][k] for part in parts]).to(self.device)
+                  for k in init_params}
+        self.records = {}
+        return params, history
 
     # -- prediction ----------------------------------------------------------------------------
     def _check_fitted(self) -> dict[str, Tensor]:
@@ -386,6 +434,33 @@ class Surrogate:
         self.calibrator = _parsed(calibrator_from_dict, files.calibration, "calibration")
         self.ood_detector = _parsed(OODDetector.from_dict, files.ood, "OOD detector")
         return self
+
+
+def _fit_shard(config: dict[str, Any], shapes: tuple, backend: str, X: Tensor, Y: Tensor,
+               X_val: Tensor | None, Y_val: Tensor | None, device: str, threads: int,
+               params: dict[str, Tensor], batch_seeds: np.ndarray, checkpoint: str | None,
+               fingerprint: str | None) -> tuple[dict[str, Tensor], dict[str, Any], bool]:
+    """One shard of members, trained as the deep ensemble (a Ray task of
+    :meth:`Surrogate._train_shards`): (weights on the CPU, history fields, resumed?)."""
+    torch.set_num_threads(threads)  # the driver's thread count: the same numbers
+    model = Surrogate(Config.from_dict(config))
+    model.x_shape, model.y_shape = shapes
+    model.device = torch.device(device)
+    model._build(np.zeros(1, dtype=np.uint32), next(iter(params.values())).dtype, probe=None)
+    forward = member_forward(model.template, backend)
+    train = model.config.train
+    ckpt = None if checkpoint is None else Checkpoint(
+        checkpoint, fingerprint, every_epochs=train.checkpoint_epochs,
+        every_seconds=train.checkpoint_seconds)
+    # tensors from Ray's object store may sit at any address; own aligned copies compute the
+    # same bits as the driver's (see own_storage)
+    data = [None if a is None else a.to(model.device).clone() for a in (X, Y, X_val, Y_val)]
+    ctx = TrainContext(forward, own_storage({k: v.to(model.device) for k, v in params.items()}),
+                       *data,
+                       train, batch_seeds, model.head.loss, checkpoint=ckpt)
+    result = fit_ensemble("deep", ctx)
+    return ({k: v.cpu() for k, v in result.params.items()}, vars(result.history),
+            ckpt is not None and ckpt.resumed)
 
 
 def _parsed(parse: Any, content: dict[str, Any] | None, what: str) -> Any:

@@ -7,8 +7,8 @@ SIGKILL, as from the OOM killer or ``kill -9``. The test then checks that:
 
 * the Ray processes started for the driver that run or schedule simulations (workers, raylet,
   GCS) die with it on their own, so no stale simulation races the resumed one. Ray's dashboard
-  and runtime-env agents can outlive it for a minute (they try to report the raylet's death to
-  the dead GCS): that is Ray's behaviour, not choral's, so the test only kills them;
+  and runtime-env agents can outlive it for a minute or more (they try to report the raylet's
+  death to the dead GCS): that is Ray's behaviour, not choral's, so the test just kills them;
 * the same command run again takes the workdir (no stale lock), puts the in-flight runs back to
   pending and runs them again (a second attempt), re-runs none of the finished ones, whose rows
   and output files stay as they were, and spends the budget;
@@ -57,7 +57,7 @@ def f(X):
     if log:
         with open(log, "a") as fh:
             fh.write(json.dumps(X[0].tolist()) + "\\n")
-    if X[0, 1] > 0.9:
+    if X[0, 1] > 0.85:
         raise ValueError("outside the solver's range")
     return (np.sin(3 * X[:, :1]) + X[:, 1:] ** 2) * np.linspace(1, 2, 20)
 '''
@@ -84,6 +84,8 @@ def session(sid: int) -> dict[int, str]:
     """Live (not zombie) processes of session ``sid``: pid -> command name (Linux /proc)."""
     found = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             stat = (entry / "stat").read_text()
             cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
@@ -139,7 +141,8 @@ def write_campaign(d: Path) -> Path:
 def start_driver(d: Path, ray_tmp: str, name: str) -> subprocess.Popen:
     """``choral campaign run --backend ray`` in its own session; output in ``d / name.*``."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(PYTHONPATH=os.pathsep.join([str(d), env.get("PYTHONPATH", "")]),
+    path = [str(d), *filter(None, [env.get("PYTHONPATH")])]  # the simulator is importable
+    env.update(PYTHONPATH=os.pathsep.join(path),
                SLOW_SIM_DELAY="0.3", SLOW_SIM_LOG=str(d / f"{name}.calls"),
                OMP_NUM_THREADS="1",  # the thread count of the in-process reference fit
                RAY_TMPDIR=ray_tmp, RAY_USAGE_STATS_ENABLED="0")
@@ -153,7 +156,7 @@ def start_driver(d: Path, ray_tmp: str, name: str) -> subprocess.Popen:
 def counts(db: Path) -> dict[str, int]:
     """Runs per state, read-only; {} while the ledger or its schema is not there yet."""
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error:
         return {}
     try:
@@ -219,7 +222,8 @@ def resume(d: Path, ray_tmp: str, sessions: list[int]) -> dict:
     except subprocess.TimeoutExpired:
         pytest.fail(f"the resumed campaign did not finish:\n{(d / 'resumed.err').read_text()}")
     assert driver.returncode == 0, (d / "resumed.err").read_text()
-    print("DEBUG resumed leftovers", time.time(), session(driver.pid))
+    wait_for(lambda: not session(driver.pid), 20.0,  # RayBackend.close() stopped its runtime
+             f"the resumed driver's Ray runtime to stop: {session(driver.pid)}")
     return json.loads((d / "resumed.out").read_text())
 
 
@@ -230,13 +234,13 @@ def test_sigkill_of_the_ray_driver_then_resume(tmp_path, ray_tmp, sessions, monk
     at_kill = snapshot(wd)
     finished = [i for i, s in at_kill["state"].items() if s in ("done", "failed")]
     in_flight = [i for i, s in at_kill["state"].items() if s == "running"]
-    assert len(finished) >= 2 and in_flight and len(at_kill["state"]) < BUDGET
+    assert len(finished) >= 2 and in_flight and at_kill["files"]
 
     summary = resume(tmp_path, ray_tmp, sessions)
     ref_summary, ref_table, ref_rounds = reference(tmp_path, monkeypatch)
     assert summary["recovered"] == {"running": len(in_flight), "corrupt": 0}
     assert summary["counts"] == ref_summary["counts"]
-    assert sum(summary["counts"].values()) == BUDGET and summary["counts"]["done"] >= 2
+    assert sum(summary["counts"].values()) == BUDGET and summary["counts"]["failed"] >= 1
     assert summary["stop"] == ref_summary["stop"] == f"budget of {BUDGET} runs spent"
 
     final = snapshot(wd)

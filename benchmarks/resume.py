@@ -3,7 +3,7 @@ saved weights equal those of an uninterrupted fit, bit for bit (issue 13).
 
 Protocol: borehole, 2,000 rows; 5 members of 2 x 64, 1,000 epochs without early stopping (every
 epoch counts), checkpoint every 0.5 s. The uninterrupted fit runs first; then the same command
-is started and killed after a time drawn uniformly from [1, 15] s (so kills land in start-up,
+is started and killed after a time drawn uniformly from [1, 8] s (so kills land in start-up,
 data loading, training steps and checkpoint writes alike), 10 times, and finally run to the
 end. Prints one JSON object (also written to ``results/resume.json``):
 
@@ -71,7 +71,7 @@ def main() -> None:
     out, checkpoint = d / "killed", d / "killed.checkpoint"
     kills = []
     for _ in range(args.kills):
-        at = float(rng.uniform(1.0, 15.0))
+        at = float(rng.uniform(1.0, 8.0))
         proc = subprocess.Popen(command(d, out), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(at)
@@ -80,6 +80,7 @@ def main() -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills.append({"after_s": round(at, 2), "checkpoint_epoch": epoch_in(checkpoint)})
+        print(json.dumps(kills[-1]), file=sys.stderr)
     start = time.perf_counter()
     done = subprocess.run(command(d, out), check=True, capture_output=True, text=True)
     last_seconds = time.perf_counter() - start

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.evaluation.calibration import METHODS as CALIBRATORS
@@ -66,6 +66,9 @@ class CalibrationConfig(Strict):
 
     method: Literal[CALIBRATIONS] = "auto"
     fraction: float = Field(default=0.1, gt=0, lt=1)
+    max_rows: PositiveInt = 2000
+    """At most this many rows are held out (the rest of ``fraction`` trains): enough for any
+    calibrator, and the held-out predictions must fit in memory for data that does not."""
     """Share of the training rows held out for calibration; with fewer than 10 rows there,
     ``fit`` neither holds out nor calibrates."""
 

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 from typing import IO, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from choral.config import Config
 from choral.data import load_data
+from choral.rows import H5Rows
 from choral.surrogate import Surrogate
 
 out = Console()
@@ -90,16 +90,32 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+STREAM_ABOVE = 2**30
+"""HDF5 files larger than this (bytes) are read on demand by default (``--stream``)."""
+StreamOpt = Annotated[bool | None, typer.Option(
+    "--stream/--no-stream", help="Read an HDF5 file on demand instead of into memory (default: "
+    "when it is larger than 1 GiB).")]
+
+
+def streams(data: Path, stream: bool | None) -> bool:
+    """Whether to read ``data`` lazily: ``--stream`` as given, else for HDF5 above 1 GiB."""
+    if stream is None:
+        return data.suffix.lower() in (".h5", ".hdf5") and data.stat().st_size > STREAM_ABOVE
+    return stream
+
+
 def with_channels(arrays: tuple, cfg: Config) -> tuple:
     """Insert the channel axis of fields stored as (n, *grid) when the config says so."""
     if cfg.data.channel_axis:
         return arrays
-    return tuple(None if a is None else a[:, None] for a in arrays)
+    return tuple(None if a is None else H5Rows(a.path, a.key, a.index, add_channel_axis=True)
+                 if isinstance(a, H5Rows) else a[:, None] for a in arrays)
 
 
 def load_xy(model: Surrogate, data: Path, x: str | None, y: str | None,
-            require_y: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """``X`` and ``Y`` of a data file, named and shaped as the model's training data was."""
+            require_y: bool, lazy: bool = False) -> tuple:
+    """``X`` and ``Y`` of a data file, named and shaped as the model's training data was
+    (``lazy``: HDF5 rows read on demand, :class:`~choral.rows.H5Rows`)."""
     cfg = model.config
     return with_channels(load_data(data, x_key=x or cfg.data.x, y_key=y or cfg.data.y,
-                                   require_y=require_y), cfg)
+                                   require_y=require_y, lazy=lazy), cfg)

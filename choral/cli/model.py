@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -20,16 +21,18 @@ from choral.cli.common import (
     EpochLog,
     JsonOpt,
     ModelOpt,
+    StreamOpt,
     XOpt,
     YOpt,
     err,
     load_xy,
     out,
     progress,
+    streams,
     with_channels,
 )
 from choral.config import CALIBRATIONS, Config
-from choral.data import load_data, save_data
+from choral.data import load_data, save_blocks, save_data
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
 
@@ -70,6 +73,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         ] = 30.0,
         log: Annotated[bool, typer.Option(
             "--log", help="Also append each epoch as a JSON line to OUT.train.jsonl.")] = False,
+        stream: StreamOpt = None,
         quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory.
 
@@ -83,7 +87,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
                                      {"train.backend": backend}),
         "calibration.method": calibration, "data.x": x, "data.y": y,
         "data.channel_axis": False if no_channel_axis else None})
-    X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y), cfg)
+    X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y,
+                                   lazy=streams(data, stream)), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
     cfg = cfg.updated(**{"model.backbone": backbone})
@@ -154,18 +159,29 @@ def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
 def predict(model: ModelOpt, data: DataOpt,
             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
-            x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None) -> None:
+            x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None,
+            stream: StreamOpt = None) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
     Rows are predicted ``--batch-size`` at a time (default: about 64 MiB of member outputs per
-    batch), so the memory a prediction needs is bounded whatever the number of rows."""
+    batch), so the memory a prediction needs is bounded whatever the number of rows. With
+    ``--stream`` (an HDF5 input) and an .h5 output, rows are read and written batch by batch,
+    and the output holds the predictions only (not a copy of X)."""
     surrogate = Surrogate.load(model, device)
-    X, _ = load_xy(surrogate, data, x, None, require_y=False)
+    lazy = streams(data, stream)
+    X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy)
     rows = batch_size or _batch_rows(surrogate)
-    parts = [_summaries(surrogate, X[i:i + rows], level) for i in range(0, len(X), rows)]
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    save_data(out_path, X, None, **arrays)
+    batches = (_summaries(surrogate, X.read_slice(i, min(i + rows, len(X))) if lazy else
+                          X[i:i + rows], level) for i in range(0, len(X), rows))
+    if lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
+        first = next(batches)
+        shapes = {k: (len(X), *v.shape[1:]) for k, v in first.items()}
+        save_blocks(out_path, shapes, itertools.chain([first], batches))
+    else:
+        parts = list(batches)
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        save_data(out_path, X.read_slice(0, len(X)) if lazy else X, None, **arrays)
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
 
 

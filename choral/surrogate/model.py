@@ -54,6 +54,14 @@ from choral.networks.members import (
 from choral.normalise import Standardiser
 from choral.storage import ModelFiles, read_model_dir, write_model_dir
 from choral.surrogate.shards import run_shards
+from choral.surrogate.streaming import (
+    StandardisedRows,
+    is_lazy,
+    rows_of,
+    statistics,
+    take,
+)
+from choral.surrogate.streaming import features as streamed_features
 
 __all__ = ["Surrogate", "member_seeds", "split_indices"]
 
@@ -110,35 +118,34 @@ class Surrogate:
         checkpoint of the same configuration and data is resumed as ``resume`` says
         (:data:`~choral.ensembles.checkpoint.Resume`); the file is removed when fit ends.
         """
-        X, Y = check_arrays(X, Y)
         cfg = self.config
         self.device = resolve_device(cfg.train.device)
-        self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
-        self.x_shape, self.y_shape = X.shape[1:], Y.shape[1:]
         dtype = getattr(torch, cfg.train.dtype)
-        Z = self.x_norm.transform(X)
-        Xs = torch.as_tensor(Z, dtype=dtype, device=self.device)
-        Ys = torch.as_tensor(self.y_norm.transform(Y), dtype=dtype, device=self.device)
+        X, Y, Xs, Ys = self._standardised(X, Y, dtype)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         rest, cal_idx = self._calibration_split(len(X), split_seed)
         train_idx, val_idx = (rest[i] for i in split_indices(len(rest), cfg.train.val_fraction,
                                                              split_seed))
-        val = (Xs[val_idx], Ys[val_idx]) if len(val_idx) else (None, None)
+        val = (rows_of(Xs, val_idx), rows_of(Ys, val_idx)) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
         ckpt = None if checkpoint is None else self._checkpoint(checkpoint, len(X), resume)
         self.resumed = ckpt is not None and ckpt.resumed
         start = time.perf_counter()
-        params, history = self._train(init_params, Xs[train_idx], Ys[train_idx], *val,
-                                      batch_seeds, on_epoch, ckpt)
+        params, history = self._train(init_params, rows_of(Xs, train_idx),
+                                      rows_of(Ys, train_idx), *val, batch_seeds, on_epoch, ckpt)
         self.params = own_storage(params)
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "n_calibration": len(cal_idx),
                         "backend": self.backend, **vars(history)}
         held = next(rows for rows in (cal_idx, val_idx, train_idx) if len(rows)).numpy()
-        pred = self.predict(X[held], calibrated=False)
-        self._fit_ood(X, Z, train_idx.numpy(), held, pred)
+        X_held, Y_held = take(X, held), take(Y, held)
+        pred = self.predict(X_held, calibrated=False)
+        features = streamed_features(X, self.x_norm) if is_lazy(X) else \
+            pooled_features(self.x_norm.transform(X))
+        self.ood_detector = OODDetector.fit(features[train_idx.numpy()], features[held],
+                                            self._epistemic(X_held, pred), seed=cfg.train.seed)
         if len(cal_idx):
-            self.calibrate(X[held], Y[held], cfg.calibration.method, pred=pred)
+            self.calibrate(X_held, Y_held, cfg.calibration.method, pred=pred)
         else:  # no calibration of the previous networks survives a refit
             self.calibrator = None
             reason = "turned off" if cfg.calibration.method == "none" else "too few samples"
@@ -172,25 +179,36 @@ class Surrogate:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def _calibration_split(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        """Rows (rest, calibration): ``calibration.fraction`` of the ``n`` rows held out from
-        training and early stopping alike, or none when calibration is off or it would leave
-        fewer than ``MIN_CALIBRATION`` rows to calibrate on (or 2 to train on)."""
+        """Rows (rest, calibration): ``calibration.fraction`` of the ``n`` rows (at most
+        ``calibration.max_rows``) held out from training and early stopping alike, or none when
+        calibration is off or it would leave fewer than ``MIN_CALIBRATION`` rows to calibrate on
+        (or 2 to train on)."""
         every = torch.arange(n)
         cal = self.config.calibration
-        n_cal = round(cal.fraction * n)
+        n_cal = min(round(cal.fraction * n), cal.max_rows)
         if cal.method == "none" or n_cal < MIN_CALIBRATION or n - n_cal < 2:
             return every, every[:0]
-        return split_indices(n, cal.fraction, seed + 1)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+        return perm[n_cal:], perm[:n_cal]
 
-    def _fit_ood(self, X: np.ndarray, Z: np.ndarray, train_idx: np.ndarray,
-                 held: np.ndarray, pred: Predictive) -> None:
-        """Fit the OOD detector from inputs ``X`` and their standardised ``Z``: density of the
-        training inputs, threshold on the ``held`` rows (calibration, else validation, else
-        training rows) whose uncalibrated predictive is ``pred``."""
-        features = pooled_features(Z)
-        self.ood_detector = OODDetector.fit(features[train_idx], features[held],
-                                            self._epistemic(X[held], pred),
-                                            seed=self.config.train.seed)
+    def _standardised(self, X: Any, Y: Any, dtype: torch.dtype) -> tuple:
+        """Checked ``X``, ``Y`` (arrays, or lazy rows: :mod:`~choral.surrogate.streaming`) and
+        what training reads: standardised tensors on the device, or lazy rows that read so.
+        Sets the shapes and the standardisers."""
+        if is_lazy(X) or is_lazy(Y):
+            if not (is_lazy(X) and is_lazy(Y)) or len(X) != len(Y):
+                raise DataError(f"X and Y must both be HDF5 rows (H5Rows) of the same length; "
+                                f"got {type(X).__name__} and {type(Y).__name__}")
+            self.x_norm, self.y_norm = statistics(X, "X"), statistics(Y, "Y")
+            Xs, Ys = (StandardisedRows(a, norm, dtype, self.device)
+                      for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
+        else:
+            X, Y = check_arrays(X, Y)
+            self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
+            Xs, Ys = (torch.as_tensor(norm.transform(a), dtype=dtype, device=self.device)
+                      for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
+        self.x_shape, self.y_shape = tuple(X.shape[1:]), tuple(Y.shape[1:])
+        return X, Y, Xs, Ys
 
     def _epistemic(self, X: np.ndarray, pred: Predictive | None = None) -> np.ndarray:
         """Mean epistemic variance per sample (n,), in standardised target units."""

@@ -3,9 +3,10 @@ saved weights equal those of an uninterrupted fit, bit for bit (issue 13).
 
 Protocol: borehole, 2,000 rows; 5 members of 2 x 64, 1,000 epochs without early stopping (every
 epoch counts), checkpoint every 0.5 s. The uninterrupted fit runs first; then the same command
-is started and killed after a time drawn uniformly from [1, 8] s (so kills land in start-up,
-data loading, training steps and checkpoint writes alike), 10 times, and finally run to the
-end. Prints one JSON object (also written to ``results/resume.json``):
+is started and killed after a time drawn uniformly from 1 s to 15% of the uninterrupted fit's
+time (so kills land in start-up, data loading, training steps and checkpoint writes alike), 10
+times, and finally run to the end; each kill records where the checkpoint stood. Prints one
+JSON object (also written to ``results/resume.json``):
 
     python benchmarks/resume.py [--kills 10] [--seed 0]
 """
@@ -47,12 +48,12 @@ def command(d: Path, out: Path) -> list[str]:
             "--quiet"]
 
 
-def epoch_in(checkpoint: Path) -> float | None:
-    """Where the checkpoint stands: epoch + fraction of the epoch (None without one)."""
+def position(checkpoint: Path) -> dict[str, int] | None:
+    """Where the checkpoint stands: the epoch and the step within it (None without one)."""
     if not checkpoint.exists():
         return None
     state = torch.load(checkpoint, weights_only=True)["current"]
-    return None if state is None else state["epoch"] + state["batch"] / 1000
+    return None if state is None else {"epoch": state["epoch"], "step": state["batch"]}
 
 
 def main() -> None:
@@ -71,7 +72,7 @@ def main() -> None:
     out, checkpoint = d / "killed", d / "killed.checkpoint"
     kills = []
     for _ in range(args.kills):
-        at = float(rng.uniform(1.0, 8.0))
+        at = float(rng.uniform(1.0, 0.15 * whole_seconds))
         proc = subprocess.Popen(command(d, out), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(at)
@@ -79,7 +80,7 @@ def main() -> None:
             raise SystemExit(f"the fit ended before the kill at {at:.1f} s: lengthen it")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        kills.append({"after_s": round(at, 2), "checkpoint_epoch": epoch_in(checkpoint)})
+        kills.append({"after_s": round(at, 2), "checkpoint": position(checkpoint)})
         print(json.dumps(kills[-1]), file=sys.stderr)
     start = time.perf_counter()
     done = subprocess.run(command(d, out), check=True, capture_output=True, text=True)

@@ -139,6 +139,10 @@ class Scale:
         return cls(d["factor"])
 
 
+COARSE = 10
+""":class:`PitScale` first tries every ``COARSE``-th factor of its grid."""
+
+
 class PitScale(Scale):
     """Variance scaling per output value with the factor that makes its PIT most uniform.
 
@@ -146,7 +150,10 @@ class PitScale(Scale):
     error of a field varies from cell to cell, e.g. it vanishes on a fixed boundary) minimises
     the calibration error ``mean_j |#{F_c(y_i) <= p_j} / n - p_j|`` (``p_j = j / 100``) over
     the ``n`` calibration samples of the scaled predictive ``F_c(y) = F(m + (y - m) / c)``,
-    searched on a grid of 401 factors from 1/50 to 50 (evenly in ``log c``). Unlike moment
+    searched on a grid of 401 factors from 1/50 to 50 (evenly in ``log c``): every tenth factor
+    first, then the 19 around the best of them (the error is piecewise constant in ``c`` and
+    close to unimodal: on the synthetic cases of ``tests/evaluation/test_calibration.py`` it
+    reaches the full search's smallest error for every value). Unlike moment
     matching (:class:`Scale`), a few far-out calibration targets (heavy tails) move it little:
     it matches the predictive's quantiles to the targets', not its second moment.
 
@@ -157,14 +164,28 @@ class PitScale(Scale):
     method = "pit_scale"
     per_cell = True
     grid = torch.logspace(math.log10(1 / 50), math.log10(50), 401, dtype=_F64)
+    """The factors searched: 401 from 1/50 to 50, evenly in ``log c``, coarse to fine."""
 
     @classmethod
     def fit(cls, pred: Predictive, y: Any) -> PitScale:
         y, grid = _targets(pred, y), cls.grid.to(pred.device)
-        errors = torch.stack([  # the PIT of the scaled predictive, F(m + (y - m) / c)
-            pit_calibration_errors(pred.cdf(pred.mean + (y - pred.mean) / c).flatten(1).T)
-            for c in grid])  # (401, values)
-        return cls(grid[errors.argmin(0)].reshape(pred.shape[1:]))
+        m = pred.mean
+        r = y - m
+
+        def errors(factors: list[torch.Tensor]) -> torch.Tensor:  # (len(factors), values)
+            return torch.stack([  # the PIT of the scaled predictive, F(m + (y - m) / c)
+                pit_calibration_errors(pred.cdf(m + r / c).flatten(1).T) for c in factors])
+
+        # coarse to fine: every COARSE-th factor, then each value's own window of the
+        # 2 * COARSE - 1 factors around its best one (60 CDFs instead of 401)
+        coarse = torch.arange(0, len(grid), COARSE, device=grid.device)
+        best = coarse[errors([grid[i] for i in coarse]).argmin(0)]
+        window = (best + torch.arange(1 - COARSE, COARSE, device=grid.device)[:, None]
+                  ).clamp(0, len(grid) - 1)  # (2 COARSE - 1, values)
+        shape = pred.shape[1:]
+        chosen = window.gather(0, errors([grid[w].reshape(shape) for w in window]
+                                         ).argmin(0, keepdim=True))[0]
+        return cls(grid[chosen].reshape(shape))
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, ...]:

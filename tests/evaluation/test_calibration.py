@@ -24,6 +24,7 @@ from choral.evaluation.calibration import (
     fit_calibrator,
     scale_factor,
 )
+from choral.evaluation.metrics import pit_calibration_errors
 from choral.simulators import simulate
 from choral.surrogate import Surrogate
 
@@ -382,3 +383,28 @@ def test_pit_scale_is_per_cell_on_fields():
     torch.testing.assert_close(cal.factor, sd, rtol=0.08, atol=0)
     out = cal.apply(pred.select(torch.arange(10)))
     torch.testing.assert_close(out.stddev, cal.factor.expand(10, 1, 2, 3))
+
+
+def _exhaustive_pit_error(pred, y):
+    """The smallest PIT calibration error per value over all 401 factors (the full search)."""
+    m = pred.mean
+    errors = torch.stack([pit_calibration_errors(pred.cdf(m + (y - m) / c).flatten(1).T)
+                          for c in PitScale.grid])
+    return errors.min(0).values
+
+
+@pytest.mark.parametrize(("n", "spread", "tails"), [(30, 0.3, False), (200, 3.0, True),
+                                                    (1000, 1.0, False), (60, 20.0, True)])
+def test_pit_scale_coarse_to_fine_finds_the_full_search_minimum(n, spread, tails):
+    """Every value's factor scores the smallest error of the exhaustive 401-factor search."""
+    g = gen(n)
+    s, m = 3, 40
+    means = torch.randn(s, n, m, generator=g, dtype=F64)
+    sd = torch.exp(torch.randn(1, 1, m, generator=g, dtype=F64)) * spread  # per-value errors
+    noise = torch.distributions.StudentT(2.0 if tails else 1e6).sample((n, m))
+    y = means.mean(0) + sd[0] * noise.to(F64)
+    pred = GaussianMixture(means, torch.full((s, n, m), 0.5, dtype=F64))
+    factor = PitScale.fit(pred, y).factor
+    mean = pred.mean
+    chosen = pit_calibration_errors(pred.cdf(mean + (y - mean) / factor).flatten(1).T)
+    torch.testing.assert_close(chosen, _exhaustive_pit_error(pred, y), rtol=0, atol=0)

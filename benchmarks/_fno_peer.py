@@ -68,17 +68,17 @@ def _lr_factor(schedule: str, frac: float) -> float:
 
 def train_fno(X: Any, Y: Any, budget: float, fno: dict[str, Any], *, lr: float = 1e-3,
               weight_decay: float = 1e-4, batch_size: int = 20, schedule: str = "cosine",
-              seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+              seed: int = 0, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     """Train an FNO (``build_fno(**fno)``) on ``X``, ``Y`` (n, 1, *grid) for ``budget`` seconds.
 
     Returns (state for :func:`predict_fno`, info with seconds, epochs and parameter count).
     """
     torch.manual_seed(seed)
-    X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-    Y = torch.as_tensor(np.asarray(Y), dtype=torch.float32)
+    X = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
+    Y = torch.as_tensor(np.asarray(Y), dtype=torch.float32, device=device)
     x_norm, y_norm = UnitGaussian(X), UnitGaussian(Y)
     Xn = x_norm.encode(X)
-    model = build_fno(**fno)
+    model = build_fno(**fno).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n, steps, losses = len(X), 0, []
@@ -115,9 +115,10 @@ def train_fno(X: Any, Y: Any, budget: float, fno: dict[str, Any], *, lr: float =
 def predict_fno(state: dict[str, Any], X: Any, batch_size: int = 50) -> np.ndarray:
     """Predictions in original units, shaped like the training targets (n, 1, *grid)."""
     model = state["model"].eval()
-    X = state["x_norm"].encode(torch.as_tensor(np.asarray(X), dtype=torch.float32))
+    device = next(model.parameters()).device
+    X = state["x_norm"].encode(torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device))
     out = [state["y_norm"].decode(model(X[i:i + batch_size])) for i in range(0, len(X), batch_size)]
-    return torch.cat(out).double().numpy()
+    return torch.cat(out).double().cpu().numpy()
 
 
 def fit_choral(config: dict[str, Any], X: Any, Y: Any, budget: float) -> tuple[Any, dict]:

@@ -3,6 +3,7 @@
     python benchmarks/darcy_fno.py [--resolution 85] [--n-train 1000] [--n-test 100]
         [--budget 3600] [--workers 2] [--cache benchmarks/cache] [--threads 1]
         [--members 4] [--width 16] [--depth 3] [--norm none] [--lr 3e-3] [--fno-schedule step]
+        [--device cuda] [--precision bf16-mixed]
     python benchmarks/darcy_fno.py --resolution 17 --n-train 40 --n-test 10 --budget 20  # smoke
 
 Protocol (Li et al. 2020, ``../shared/reference/fno_darcy.csv``). Data: ``simulate("darcy", n,
@@ -95,7 +96,8 @@ def dataset(n: int, seed: int, args: argparse.Namespace) -> tuple[np.ndarray, np
 def choral_config(args: argparse.Namespace) -> dict:
     unet = {"depth": args.depth, "width": args.width, "norm": args.norm, "padding_mode": "zeros"}
     return {"model": {"backbone": "unet", "activation": "gelu", "unet": unet},
-            "train": {"members": args.members, "batch_size": 20, "lr": args.lr, "seed": 0}}
+            "train": {"members": args.members, "batch_size": 20, "lr": args.lr, "seed": 0,
+                      "device": args.device, "precision": args.precision}}
 
 
 FNO_PAPER = {"n_modes": (12, 12), "hidden": 32, "n_layers": 4, "use_channel_mlp": False,
@@ -119,6 +121,9 @@ def main() -> None:
     parser.add_argument("--norm", choices=["none", "group", "instance"], default="none")
     parser.add_argument("--lr", type=float, default=3e-3, help="choral's learning rate")
     parser.add_argument("--fno-schedule", choices=["step", "cosine"], default="step")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:k (both models)")
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32",
+                        help="choral's train.precision")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from choral.evaluation.metrics import evaluate
@@ -131,7 +136,8 @@ def main() -> None:
     ours = {**evaluate(model.predict(Xt), Yt), **info, **choral_params(model),
             "config": choral_config(args)}
     state, finfo = train_fno(X, Y, args.budget, FNO_PAPER, lr=1e-3, weight_decay=1e-4,
-                             batch_size=20, schedule=args.fno_schedule, seed=0)
+                             batch_size=20, schedule=args.fno_schedule, seed=0,
+                             device=args.device)
     pred = predict_fno(state, Xt)
     peer = {"rel_l2": relative_l2(pred, Yt), "rmse": float(np.sqrt(((pred - Yt) ** 2).mean())),
             **finfo}
@@ -150,6 +156,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "darcy_fno", "resolution": args.resolution, "n_train": args.n_train,
         "n_test": args.n_test, "budget_seconds": args.budget, "machine": platform.machine(),
+        "device": torch.cuda.get_device_name(args.device) if "cuda" in args.device else "cpu",
         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "generation": {"train": gen_train, "test": gen_test, "seconds": gen_seconds,
                        "seconds_per_sample": gen_seconds / n_gen, "workers": args.workers},

@@ -164,7 +164,7 @@ def predict(model: ModelOpt, data: DataOpt,
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
-    Rows are predicted ``--batch-size`` at a time (default: about 64 MiB of member outputs per
+    Rows are predicted ``--batch-size`` at a time (default: about 16 MiB of member outputs per
     batch), so the memory a prediction needs is bounded whatever the number of rows. With
     ``--stream`` (an HDF5 input) and an .h5 output, rows are read and written batch by batch,
     and the output holds the predictions only (not a copy of X)."""
@@ -185,7 +185,7 @@ def predict(model: ModelOpt, data: DataOpt,
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
 
 
-def _batch_rows(surrogate: Surrogate, budget: int = 2**26) -> int:
+def _batch_rows(surrogate: Surrogate, budget: int = 2**24) -> int:
     """Rows whose member means and variances (float64) take about ``budget`` bytes."""
     networks = next(iter(surrogate.params.values())).shape[0]
     return max(1, budget // (16 * networks * math.prod(surrogate.y_shape)))

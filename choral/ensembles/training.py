@@ -99,30 +99,33 @@ class _Loop:
     total: Tensor | None = None
     train_nll: Tensor | None = None
 
+    _TENSORS = ("best_nll", "best_epoch", "active", "total", "train_nll")
+    """Tensors on the training device; ``order`` stays on the CPU, where generators draw."""
+
     def state_dict(self, extra: Any) -> dict[str, Any]:
-        cpu = lambda d: {k: v.detach().cpu() for k, v in d.items()}  # noqa: E731
-        tensors = {k: getattr(self, k) for k in ("best_nll", "best_epoch", "active", "order",
-                                                 "total", "train_nll")}
-        return {"params": cpu(self.params), "best": cpu(self.best), "optimizer":
-                self.opt.state_dict(), "generators": [g.get_state() for g in self.gens],
-                "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "batch": self.batch,
+        """Everything on the CPU (and ``extra``'s state, when it has one)."""
+        tensors = {k: getattr(self, k) for k in self._TENSORS}
+        return {"params": {k: v.detach().cpu() for k, v in self.params.items()},
+                "best": {k: v.cpu() for k, v in self.best.items()},
+                "optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                "generators": [g.get_state() for g in self.gens], "order": self.order,
+                "epoch": self.epoch, "batch": self.batch,
                 **{k: None if v is None else v.cpu() for k, v in tensors.items()},
                 "extra": extra.state_dict() if hasattr(extra, "state_dict") else None}
 
     def load_state_dict(self, state: dict[str, Any], extra: Any) -> None:
         device = self.best_nll.device
-        with torch.no_grad():
+        with torch.no_grad():  # into the tensors the optimiser holds
             for k, v in self.params.items():
                 v.copy_(state["params"][k])
-                self.best[k].copy_(state["best"][k])
+        self.best = {k: v.to(device) for k, v in state["best"].items()}
         self.opt.load_state_dict(state["optimizer"])
         for g, saved in zip(self.gens, state["generators"], strict=True):
             g.set_state(saved)
         torch.set_rng_state(state["torch_rng"])
-        self.epoch, self.batch = state["epoch"], state["batch"]
-        for k in ("best_nll", "best_epoch", "active", "total", "train_nll"):
+        self.epoch, self.batch, self.order = state["epoch"], state["batch"], state["order"]
+        for k in self._TENSORS:
             setattr(self, k, None if state[k] is None else state[k].to(device))
-        self.order = state["order"]  # indices stay on the CPU, where the generators draw them
         if hasattr(extra, "load_state_dict"):
             extra.load_state_dict(state["extra"])
 

@@ -335,7 +335,7 @@ class Surrogate:
         Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...); its tensors live on the
         model's device. With a calibration (:meth:`calibrate`) and ``calibrated=True`` it is
         the recalibrated predictive. The networks see ``batch_size`` rows at a time (default:
-        as many as keep one batch's inputs under 32 MiB in float64, times the members).
+        as many as make 2^20 input values times members, 8 MiB in float64).
         """
         params = self._check_fitted()
         X, _ = check_arrays(X)
@@ -344,7 +344,7 @@ class Surrogate:
                             f"got shape {X.shape}")
         first = next(iter(params.values()))
         Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype, device=first.device)
-        chunk = batch_size or max(1, 2**22 // (math.prod(self.x_shape) * first.shape[0]))
+        chunk = batch_size or max(1, 2**20 // (math.prod(self.x_shape) * first.shape[0]))
         out = predict_members(self.forward, params, Xs, check_int(chunk, "batch_size", 1))
         loc, scale = self.y_norm.loc_scale(out.ndim - 1)
         pred = self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))

@@ -3,9 +3,10 @@ saved weights equal those of an uninterrupted fit, bit for bit (issue 13).
 
 Protocol: borehole, 2,000 rows; 5 members of 2 x 64, 1,000 epochs without early stopping (every
 epoch counts), checkpoint every 0.5 s. The uninterrupted fit runs first; then the same command
-is started and killed after a time drawn uniformly from 1 s to 15% of the uninterrupted fit's
-time (so kills land in start-up, data loading, training steps and checkpoint writes alike), 10
-times, and finally run to the end; each kill records where the checkpoint stood. Prints one
+is started and killed after a time drawn uniformly from 1 s to half the time the uninterrupted
+fit would still need from the checkpoint's epoch (so kills land in start-up, data loading,
+training steps and checkpoint writes alike), 10 times, and finally run to the end; each kill
+records where the checkpoint stood. Prints one
 JSON object (also written to ``results/resume.json``):
 
     python benchmarks/resume.py [--kills 10] [--seed 0]
@@ -31,11 +32,12 @@ from safetensors.numpy import load_file
 from choral.data import save_data
 from choral.simulators import simulate
 
-CONFIG = """
+EPOCHS = 1000
+CONFIG = f"""
 [train]
 members = 5
-epochs = 1000
-patience = 1000
+epochs = {EPOCHS}
+patience = {EPOCHS}
 checkpoint_seconds = 0.5
 [model]
 hidden = [64, 64]
@@ -72,7 +74,8 @@ def main() -> None:
     out, checkpoint = d / "killed", d / "killed.checkpoint"
     kills = []
     for _ in range(args.kills):
-        at = float(rng.uniform(1.0, 0.15 * whole_seconds))
+        done = (position(checkpoint) or {"epoch": 0})["epoch"] / EPOCHS
+        at = float(rng.uniform(1.0, max(2.0, 0.5 * (1 - done) * whole_seconds)))
         proc = subprocess.Popen(command(d, out), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(at)

@@ -235,10 +235,12 @@ def _history(run: _Loop, no_validation: bool) -> History:
 
 
 def val_loss(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any, loss: Loss,
-             chunk: int = 8192) -> Tensor:
+             values: int = 2**20) -> Tensor:
     """Each member's mean ``loss`` (s,) over validation rows ``X``, ``Y``, in chunks of rows
-    (one chunk when they fit: the same numbers as a single evaluation)."""
+    of about ``values`` input values times members (a U-Net's activations are many times its
+    input); one chunk when they fit, the same numbers as a single evaluation."""
     s, n = next(iter(params.values())).shape[0], len(X)
+    chunk = max(1, values // (math.prod(X.shape[1:]) * s))
     total = 0.0
     with torch.no_grad():
         for i in range(0, n, chunk):

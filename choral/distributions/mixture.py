@@ -267,12 +267,22 @@ class GaussianMixture(Predictive):
         The mixture CDF has no closed-form inverse. ``F(x) = sum_i w_i F_i(x)`` is a weighted
         mean of the component CDFs, so at ``min_i q_i(p)`` every ``F_i <= p`` (hence ``F <= p``)
         and at ``max_i q_i(p)`` every ``F_i >= p``: that bracket is exact, and bisection on it
-        cannot fail however far apart (multimodal) the members are. The bisection is written
-        by hand because it must run on every output value at once (scipy's brentq is scalar).
+        cannot fail however far apart (multimodal) the members are. Newton steps on the mixture
+        density, safeguarded by bisection in that bracket (:func:`.base.bisect`), solve it on
+        every output value at once.
         """
         p = self._p(p)
-        comp = self._means + torch.sqrt(self._vars) * torch.special.ndtri(p)
-        return bisect(self.cdf, p, comp.min(0).values, comp.max(0).values, self.stddev)
+        sd = torch.sqrt(self._vars)
+        comp = self._means + sd * torch.special.ndtri(p)
+
+        def cdf(x: torch.Tensor) -> torch.Tensor:  # ``self.cdf`` without checking its argument
+            return (self._w * torch.special.ndtr((x - self._means) / sd)).sum(0)
+
+        def pdf(x: torch.Tensor) -> torch.Tensor:
+            z = (x - self._means) / sd
+            return (self._w * torch.exp(-0.5 * z * z) / (sd * math.sqrt(2 * math.pi))).sum(0)
+
+        return bisect(cdf, p, comp.min(0).values, comp.max(0).values, self.stddev, pdf)
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``k`` member-coherent draws (k, n, ...).

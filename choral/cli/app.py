@@ -19,6 +19,7 @@ from choral.cli.campaign import campaign_app
 from choral.cli.common import err
 from choral.cli.data import simulate
 from choral.cli.demo import demo
+from choral.cli.export import export
 from choral.cli.finetune import finetune
 from choral.cli.model import evaluate, fit, predict, report
 from choral.errors import ChoralError
@@ -33,7 +34,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Probabilistic neural surrogates: vectorised ensembles with calibrated "
                        "mixture predictives.")
-for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune, demo):
+for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune,
+             export, demo):
     app.command()(verb)
 app.add_typer(campaign_app, name="campaign")
 

@@ -1,14 +1,15 @@
-"""``choral serve`` under load: micro-batched vs one request at a time, and malformed-request fuzzing.
+"""``choral serve`` under load: micro-batched vs one request at a time; malformed requests.
 
 Protocol (issue 18): a borehole model (``--members`` members, 400 training runs) is fitted and
 saved. Two ``choral serve`` processes on 127.0.0.1 run the same model, one after the other:
 micro-batched (the defaults: up to 2 ms or 256 rows per prediction) and without micro-batching
 (``--batch-wait-ms 0 --batch-rows 1``: each request predicted alone, one at a time). Against
-each, a bounded asyncio load loop (a minimal HTTP/1.1 client on asyncio streams, ``--clients`` coroutines
-with a keep-alive connection each, each sending 1-row requests
-back to back, in ``--procs`` load processes) runs for ``--seconds``; every answer is checked
-against ``Surrogate.predict`` of its own row (mean to 1e-5 relative: the float32 networks round differently in batches of other sizes). Targets: no failed
-request, p99 latency < 50 ms, throughput >= 5x that of the unbatched server.
+each, a bounded asyncio load loop runs for ``--seconds``: ``--clients`` coroutines split over
+``--procs`` load processes, each with a keep-alive connection (a minimal HTTP/1.1 client on
+asyncio streams) sending 1-row requests back to back. Every answer is checked against
+``Surrogate.predict`` of its own row (mean to 1e-5 relative: the float32 networks round
+differently in batches of other sizes). Targets: no failed request, p99 latency < 50 ms,
+throughput >= 5x that of the unbatched server.
 
 Then ``--fuzz`` malformed requests (hypothesis; JSON of the wrong shape, types, widths, NaN,
 bad base64, bad levels, too many rows, too large a body, random bytes) go to the batched server:
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import math
 import multiprocessing as mp

@@ -108,7 +108,7 @@ def test_health_and_metadata(served):
 ROW = [0.1, 1000.0, 70000.0, 1000.0, 80.0, 800.0, 1400.0, 10000.0]
 BAD = [  # (body, status, words the message must hold)
     ({"inputs": [ROW[:5]]}, 422, "must have shape (n, 8) with 1 <= n <= 50; got shape (1, 5)"),
-    ('{"inputs": [%s, [NaN, %s]]}' % (json.dumps(ROW), json.dumps(ROW[1:])[1:-1]), 422,
+    ('{"inputs": [' + json.dumps(ROW) + ", [NaN, " + json.dumps(ROW[1:])[1:-1] + "]]}", 422,
      "NaN/inf values in rows [1]"),
     ({"inputs": [ROW] * 51}, 422, "1 <= n <= 50; got shape (51, 8)"),
     ({"inputs": [ROW] * 400}, 413, "request body must be at most 16384 bytes"),

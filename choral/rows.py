@@ -32,7 +32,7 @@ import numpy as np
 
 from choral.errors import DataError
 
-__all__ = ["H5Rows", "Rows", "block_rows"]
+__all__ = ["H5Rows", "Rows", "as_index", "block_rows"]
 
 DENSE = 2  # read the whole span of the rows asked for when they fill at least 1/DENSE of it
 
@@ -43,7 +43,7 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def _as_index(idx: Any, n: int, name: str, one_d: bool = False) -> np.ndarray:
+def as_index(idx: Any, n: int, name: str, one_d: bool = False) -> np.ndarray:
     """``idx`` (numpy, torch or lists) as int64 row numbers in [0, n), or a DataError."""
     if hasattr(idx, "detach"):  # a torch tensor, possibly on a GPU
         idx = idx.detach().cpu().numpy()
@@ -143,7 +143,7 @@ class H5Rows(Rows):
                            "add_channel_axis": bool(add_channel_axis)})
         n = self._dataset().shape[0]  # opens and checks the file and the dataset now
         if index is not None:
-            self._set_index(_as_index(index, n, "index", one_d=True))
+            self._set_index(as_index(index, n, "index", one_d=True))
 
     def _set_index(self, index: np.ndarray | None) -> None:
         if index is not None:
@@ -196,7 +196,7 @@ class H5Rows(Rows):
 
     def subset(self, idx: Any) -> H5Rows:
         """The rows ``idx`` (1-D ints, numpy or torch) of this view, as a view; reads no data."""
-        idx = _as_index(idx, len(self), "idx", one_d=True)
+        idx = as_index(idx, len(self), "idx", one_d=True)
         view = object.__new__(H5Rows)
         index = idx if self.index is None else self.index[idx]
         view.__setstate__({**self.__getstate__(), "index": index})
@@ -207,7 +207,7 @@ class H5Rows(Rows):
 
         E.g. ``idx`` (s, b) gives one mini-batch per ensemble member, (s, b, *row shape).
         """
-        idx = _as_index(idx, len(self), "idx")
+        idx = as_index(idx, len(self), "idx")
         return self._gather(idx if self.index is None else self.index[idx])
 
     def read_slice(self, start: int, stop: int) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 
 from choral.atomic import atomic_directory, atomic_write
 from choral.errors import DataError
-from choral.rows import Rows, _as_index
+from choral.rows import Rows, as_index
 
 __all__ = ["SUFFIXES", "XRows", "names", "read_xarray", "write_predictions"]
 
@@ -117,7 +117,7 @@ class XRows(Rows):
         grid = tuple(ds.sizes[d] for d in self.rest)
         self._row = (len(self.variables), *grid) if grid else (len(self.variables),)
         if index is not None:
-            self.index = _as_index(index, self._n, "index", one_d=True)
+            self.index = as_index(index, self._n, "index", one_d=True)
 
     def _dataset(self) -> Any:
         if self._ds is None:
@@ -135,7 +135,7 @@ class XRows(Rows):
         return f"XRows({str(self.path)!r}, {self.variables}, sample_dim={self.sample_dim!r})"
 
     def subset(self, idx: Any) -> XRows:
-        idx = _as_index(idx, len(self), "idx", one_d=True)
+        idx = as_index(idx, len(self), "idx", one_d=True)
         view = object.__new__(XRows)
         view.__dict__.update(self.__getstate__())
         view.index = idx if self.index is None else self.index[idx]
@@ -151,7 +151,7 @@ class XRows(Rows):
         return data[where].reshape(*rows.shape, *self._row)
 
     def read(self, idx: Any) -> np.ndarray:
-        idx = _as_index(idx, len(self), "idx")
+        idx = as_index(idx, len(self), "idx")
         return self._rows(idx if self.index is None else self.index[idx])
 
     def read_slice(self, start: int, stop: int) -> np.ndarray:

@@ -13,7 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from choral.config import Config
 from choral.data import load_data
-from choral.rows import H5Rows
+from choral.errors import ConfigError
+from choral.rows import H5Rows, Rows
 from choral.surrogate import Surrogate
 
 out = Console()
@@ -115,6 +116,9 @@ def with_channels(arrays: tuple, cfg: Config) -> tuple:
     """Insert the channel axis of fields stored as (n, *grid) when the config says so."""
     if cfg.data.channel_axis:
         return arrays
+    if any(isinstance(a, Rows) and not isinstance(a, H5Rows) for a in arrays):
+        raise ConfigError("data.channel_axis = false is for arrays stored as (n, *grid); "
+                          "netCDF/zarr variables are the channels already: drop it")
     return tuple(None if a is None else H5Rows(a.path, a.key, a.index, add_channel_axis=True)
                  if isinstance(a, H5Rows) else a[:, None] for a in arrays)
 

@@ -19,14 +19,14 @@ FORMATS = ("onnx",)
 
 def export(model: ModelOpt,
            out_path: Annotated[Path, typer.Option("--out", help="Output file (.onnx).")],
-           format: Annotated[str, typer.Option("--format", help="onnx.")] = "onnx",
+           fmt: Annotated[str, typer.Option("--format", help="onnx.")] = "onnx",
            opset: Annotated[int, typer.Option(help="ONNX opset (>= 18).")] = 18,
            as_json: JsonOpt = False) -> None:
     """Export a saved model as one ONNX graph: input x (n, ...) in data units (float32, any
     n), outputs member_means and member_variances (s, n, ...) and the mixture's mean and std
     (n, ...) in target units; standardisation and a scale calibration are inside the graph."""
-    if format not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     from choral.integrations.onnx import export_onnx  # onnx is an optional extra
 
     meta = export_onnx(Surrogate.load(model), out_path, opset=opset)

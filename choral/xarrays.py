@@ -171,18 +171,20 @@ def read_xarray(path: str | os.PathLike, x_key: str, y_key: str, *,
     from the variables ``x_key`` and ``y_key`` (comma-separated names) of a netCDF or zarr
     file; :class:`XRows` when ``lazy``, else float64 arrays (checks as in ``load_data``)."""
     path = Path(path)
-    ds = open_dataset(path, chunks={} if lazy else None)
-    missing_y = any(v not in ds.data_vars for v in names(y_key))
+    ds = open_dataset(path)
     out = []
-    for key in (x_key, y_key):
-        if key is y_key and missing_y and not require_y:
-            out.append(None)
-            continue
-        if lazy:
-            out.append(XRows(path, key, sample_dim))
-        else:
-            variables, sample, rest = _layout(ds, path, key, sample_dim)
-            out.append(_stack(ds, variables, sample, rest, slice(None)))
+    try:
+        missing_y = any(v not in ds.data_vars for v in names(y_key))
+        for key in (x_key, y_key):
+            if key is y_key and missing_y and not require_y:
+                out.append(None)
+            elif lazy:
+                out.append(XRows(path, key, sample_dim))
+            else:
+                variables, sample, rest = _layout(ds, path, key, sample_dim)
+                out.append(_stack(ds, variables, sample, rest, slice(None)))
+    finally:
+        ds.close()
     if out[1] is not None and len(out[0]) != len(out[1]):
         raise DataError(f"{x_key} has {len(out[0])} rows but {y_key} has {len(out[1])}")
     return out[0], out[1]

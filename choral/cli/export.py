@@ -27,7 +27,10 @@ def export(model: ModelOpt,
     (n, ...) in target units; standardisation and a scale calibration are inside the graph."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    from choral.integrations.onnx import export_onnx  # onnx is an optional extra
+    try:
+        from choral.integrations.onnx import export_onnx  # onnx is an optional extra
+    except ImportError as e:
+        raise ConfigError(f"choral export needs the extra choral[onnx] ({e})") from None
 
     meta = export_onnx(Surrogate.load(model), out_path, opset=opset)
     if as_json:

@@ -8,6 +8,7 @@ import typer
 
 from choral.checks import check_int
 from choral.cli.common import DeviceOpt, ModelOpt, err
+from choral.errors import ConfigError
 from choral.surrogate import Surrogate
 
 __all__ = ["serve"]
@@ -29,7 +30,10 @@ def serve(model: ModelOpt,
     """Serve a saved model over HTTP: POST /predict (JSON inputs as nested lists or base64,
     interval levels) returns mean, std, intervals and OOD flags; GET /health, GET /metadata.
     Concurrent requests are micro-batched. SIGTERM finishes the requests in flight, then exits."""
-    from choral.integrations.service import serve as run  # fastapi/uvicorn: optional extra
+    try:
+        from choral.integrations.service import serve as run  # fastapi/uvicorn: optional extra
+    except ImportError as e:
+        raise ConfigError(f"choral serve needs the extra choral[serve] ({e})") from None
 
     check_int(port, "--port", 0, 65535)
     surrogate = Surrogate.load(model, device)

@@ -59,8 +59,9 @@ def atomic_directory(path: str | Path, fill: Callable[[Path], None]) -> None:
     old = None
     try:
         fill(tmp)
-        for f in tmp.iterdir():
-            _fsync(f)
+        for f in tmp.rglob("*"):  # every file, in subdirectories too (a zarr store's chunks)
+            if f.is_file():
+                _fsync(f)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

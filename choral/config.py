@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 
 from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.evaluation.calibration import METHODS as CALIBRATORS
@@ -36,10 +36,23 @@ class DataConfig(Strict):
     """Names of the input and target arrays (or CSV columns) in data files, and their layout."""
 
     x: str = "X"
+    """Input array, CSV columns or netCDF/zarr variables; a list (``x = ["permeability"]``) is
+    kept as its comma-separated names."""
     y: str = "Y"
+    sample_dim: str | None = None
+    """netCDF/zarr: the dimension along which samples lie (default: the first of the first
+    variable)."""
     channel_axis: bool = True
     """False for fields stored without a channel axis, (n, *grid): one is inserted at axis 1
     (e.g. the neuraloperator files, x (n, 16, 16))."""
+
+    @field_validator("x", "y", mode="before")
+    @classmethod
+    def _joined(cls, value: object) -> object:
+        """A list of names as one comma-separated string (how the readers take them)."""
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return ",".join(value)
+        return value
 
 
 AUTO_DENSITY = "pit_scale"

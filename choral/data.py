@@ -22,9 +22,12 @@ import numpy as np
 
 from choral.atomic import atomic_write
 from choral.errors import DataError
-from choral.rows import H5Rows
+from choral.rows import H5Rows, Rows
 
-SUPPORTED_LOAD = (".npz", ".csv", ".h5", ".hdf5", ".pt")
+XARRAY = (".nc", ".nc4", ".netcdf", ".zarr")
+"""netCDF and zarr, read through xarray (:mod:`choral.xarrays`, extra ``choral[xarray]``)."""
+
+SUPPORTED_LOAD = (".npz", ".csv", ".h5", ".hdf5", ".pt", *XARRAY)
 SUPPORTED_SAVE = (".npz", ".csv", ".h5", ".hdf5")
 
 
@@ -165,8 +168,8 @@ def _read(
 
 
 def _check_rows(
-    x: H5Rows, y: H5Rows | None, x_name: str, y_name: str
-) -> tuple[H5Rows, H5Rows | None]:
+    x: Rows, y: Rows | None, x_name: str, y_name: str
+) -> tuple[Rows, Rows | None]:
     """:func:`check_arrays` for lazy rows, less the NaN/inf check (a pass over the data)."""
     _check_shape(x.shape, x_name, "d")
     if y is None:
@@ -185,6 +188,7 @@ def load_data(
     y_key: str = "Y",
     require_y: bool = True,
     lazy: bool = False,
+    sample_dim: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None] | tuple[H5Rows, H5Rows | None]:
     """Read inputs X (n, d) and targets Y (n, m) from a .npz, .csv, .h5/.hdf5 or .pt file.
 
@@ -195,11 +199,22 @@ def load_data(
     :func:`check_arrays`. ``lazy=True`` with .h5/.hdf5: X and Y come as :class:`H5Rows` (read on
     demand; a 1-D Y reads as (n, 1)), with keys, dtypes, shapes and row counts checked but not
     NaN/inf (``Standardiser.fit_blocks`` does that in its pass); other types ignore ``lazy``.
+    netCDF (.nc) and zarr (.zarr): x_key/y_key name variables (comma-separated) along the
+    dimension ``sample_dim`` (see :mod:`choral.xarrays`); ``lazy``: dask-chunked
+    :class:`~choral.xarrays.XRows`.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"--data file not found: {path}")
     suffix = _check_suffix(path, SUPPORTED_LOAD, "cannot read")
+    if suffix in XARRAY:
+        from choral.xarrays import read_xarray  # xarray is an optional extra
+
+        x, y = read_xarray(path, x_key, y_key, sample_dim=sample_dim, require_y=require_y,
+                           lazy=lazy)
+        if lazy:
+            return _check_rows(x, y, x_key, y_key)
+        return check_arrays(x, y, x_name=x_key, y_name=y_key)
     lazy = lazy and suffix in (".h5", ".hdf5")
     try:
         found, keys, kind = _read(path, suffix, x_key, y_key, require_y, lazy)

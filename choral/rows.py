@@ -32,7 +32,7 @@ import numpy as np
 
 from choral.errors import DataError
 
-__all__ = ["H5Rows", "block_rows"]
+__all__ = ["H5Rows", "Rows", "as_index", "block_rows"]
 
 DENSE = 2  # read the whole span of the rows asked for when they fill at least 1/DENSE of it
 
@@ -43,7 +43,7 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def _as_index(idx: Any, n: int, name: str, one_d: bool = False) -> np.ndarray:
+def as_index(idx: Any, n: int, name: str, one_d: bool = False) -> np.ndarray:
     """``idx`` (numpy, torch or lists) as int64 row numbers in [0, n), or a DataError."""
     if hasattr(idx, "detach"):  # a torch tensor, possibly on a GPU
         idx = idx.detach().cpu().numpy()
@@ -95,7 +95,39 @@ def block_rows(row_shape: tuple[int, ...], budget_bytes: int = 64 * 2**20) -> in
     return max(1, _positive_int(budget_bytes, "budget_bytes") // max(row_bytes, 1))
 
 
-class H5Rows:
+class Rows:
+    """Rows (n, ...) of a data set read on demand as float64: the contract the streaming path
+    of ``Surrogate.fit`` reads (:class:`H5Rows`; :class:`~choral.xarrays.XRows` for netCDF and
+    zarr). Subclasses give ``shape``, :meth:`subset`, :meth:`read` and :meth:`read_slice`."""
+
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def subset(self, idx: Any) -> Rows:
+        """The rows ``idx`` (1-D ints) of this view, as a view; reads no data."""
+        raise NotImplementedError
+
+    def read(self, idx: Any) -> np.ndarray:
+        """Rows ``idx`` (ints of any shape): (*idx.shape, *row shape)."""
+        raise NotImplementedError
+
+    def read_slice(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start`` to ``stop - 1``: (stop - start, *row shape)."""
+        raise NotImplementedError
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, block)`` over every row of this view in order, ``rows`` rows at most each."""
+        rows, n = _positive_int(rows, "rows"), len(self)
+        return ((s, self.read_slice(s, min(s + rows, n))) for s in range(0, n, rows))
+
+
+class H5Rows(Rows):
     """Rows of the dataset ``key`` (n, ...) of the HDF5 file ``path``, read on demand as float64.
 
     ``index`` (1-D int row numbers, or None for every row) selects and orders file rows: row
@@ -111,7 +143,7 @@ class H5Rows:
                            "add_channel_axis": bool(add_channel_axis)})
         n = self._dataset().shape[0]  # opens and checks the file and the dataset now
         if index is not None:
-            self._set_index(_as_index(index, n, "index", one_d=True))
+            self._set_index(as_index(index, n, "index", one_d=True))
 
     def _set_index(self, index: np.ndarray | None) -> None:
         if index is not None:
@@ -164,7 +196,7 @@ class H5Rows:
 
     def subset(self, idx: Any) -> H5Rows:
         """The rows ``idx`` (1-D ints, numpy or torch) of this view, as a view; reads no data."""
-        idx = _as_index(idx, len(self), "idx", one_d=True)
+        idx = as_index(idx, len(self), "idx", one_d=True)
         view = object.__new__(H5Rows)
         index = idx if self.index is None else self.index[idx]
         view.__setstate__({**self.__getstate__(), "index": index})
@@ -175,7 +207,7 @@ class H5Rows:
 
         E.g. ``idx`` (s, b) gives one mini-batch per ensemble member, (s, b, *row shape).
         """
-        idx = _as_index(idx, len(self), "idx")
+        idx = as_index(idx, len(self), "idx")
         return self._gather(idx if self.index is None else self.index[idx])
 
     def read_slice(self, start: int, stop: int) -> np.ndarray:

@@ -19,8 +19,10 @@ from choral.cli.campaign import campaign_app
 from choral.cli.common import err
 from choral.cli.data import simulate
 from choral.cli.demo import demo
+from choral.cli.export import export
 from choral.cli.finetune import finetune
 from choral.cli.model import evaluate, fit, predict, report
+from choral.cli.serve import serve
 from choral.errors import ChoralError
 
 try:  # typer >= 0.2x vendors click as typer._click (no `click` module); older typers use click
@@ -33,7 +35,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Probabilistic neural surrogates: vectorised ensembles with calibrated "
                        "mixture predictives.")
-for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune, demo):
+for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune,
+             export, serve, demo):
     app.command()(verb)
 app.add_typer(campaign_app, name="campaign")
 

@@ -13,17 +13,23 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from choral.config import Config
 from choral.data import load_data
-from choral.rows import H5Rows
+from choral.errors import ConfigError
+from choral.rows import H5Rows, Rows
 from choral.surrogate import Surrogate
 
 out = Console()
 err = Console(stderr=True)
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Data file: .npz, .csv, .h5/.hdf5 or .pt.")]
+DataOpt = Annotated[Path, typer.Option(
+    "--data", help="Data file: .npz, .csv, .h5/.hdf5, .pt, netCDF (.nc) or zarr (.zarr).")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="Saved model directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object.")]
-XOpt = Annotated[str | None, typer.Option("--x", help="Name of the input array/columns.")]
-YOpt = Annotated[str | None, typer.Option("--y", help="Name of the target array/columns.")]
+XOpt = Annotated[str | None, typer.Option(
+    "--x", help="Name of the input array, or CSV columns / netCDF variables (a,b).")]
+YOpt = Annotated[str | None, typer.Option(
+    "--y", help="Name of the target array, or CSV columns / netCDF variables (a,b).")]
+SampleDimOpt = Annotated[str | None, typer.Option(
+    "--sample-dim", help="netCDF/zarr: the dimension of the samples (default: the first).")]
 DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda or cuda:k (default: the config's train.device, auto).")]
 BatchOpt = Annotated[int | None, typer.Option(
@@ -93,14 +99,16 @@ def _clock(seconds: float) -> str:
 STREAM_ABOVE = 2**30
 """HDF5 files larger than this (bytes) are read on demand by default (``--stream``)."""
 StreamOpt = Annotated[bool | None, typer.Option(
-    "--stream/--no-stream", help="Read an HDF5 file on demand instead of into memory (default: "
-    "when it is larger than 1 GiB).")]
+    "--stream/--no-stream", help="Read an HDF5, netCDF or zarr file on demand instead of into "
+    "memory (default: HDF5 and netCDF files larger than 1 GiB).")]
 
 
 def streams(data: Path, stream: bool | None) -> bool:
-    """Whether to read ``data`` lazily: ``--stream`` as given, else for HDF5 above 1 GiB."""
+    """Whether to read ``data`` lazily: ``--stream`` as given, else for HDF5 or netCDF files
+    above 1 GiB."""
     if stream is None:
-        return data.suffix.lower() in (".h5", ".hdf5") and data.stat().st_size > STREAM_ABOVE
+        return data.suffix.lower() in (".h5", ".hdf5", ".nc", ".nc4", ".netcdf") and \
+            data.is_file() and data.stat().st_size > STREAM_ABOVE
     return stream
 
 
@@ -108,14 +116,18 @@ def with_channels(arrays: tuple, cfg: Config) -> tuple:
     """Insert the channel axis of fields stored as (n, *grid) when the config says so."""
     if cfg.data.channel_axis:
         return arrays
+    if any(isinstance(a, Rows) and not isinstance(a, H5Rows) for a in arrays):
+        raise ConfigError("data.channel_axis = false is for arrays stored as (n, *grid); "
+                          "netCDF/zarr variables are the channels already: drop it")
     return tuple(None if a is None else H5Rows(a.path, a.key, a.index, add_channel_axis=True)
                  if isinstance(a, H5Rows) else a[:, None] for a in arrays)
 
 
 def load_xy(model: Surrogate, data: Path, x: str | None, y: str | None,
-            require_y: bool, lazy: bool = False) -> tuple:
+            require_y: bool, lazy: bool = False, sample_dim: str | None = None) -> tuple:
     """``X`` and ``Y`` of a data file, named and shaped as the model's training data was
     (``lazy``: HDF5 rows read on demand, :class:`~choral.rows.H5Rows`)."""
     cfg = model.config
     return with_channels(load_data(data, x_key=x or cfg.data.x, y_key=y or cfg.data.y,
-                                   require_y=require_y, lazy=lazy), cfg)
+                                   require_y=require_y, lazy=lazy,
+                                   sample_dim=sample_dim or cfg.data.sample_dim), cfg)

@@ -21,6 +21,7 @@ from choral.cli.common import (
     EpochLog,
     JsonOpt,
     ModelOpt,
+    SampleDimOpt,
     StreamOpt,
     XOpt,
     YOpt,
@@ -32,7 +33,8 @@ from choral.cli.common import (
     with_channels,
 )
 from choral.config import CALIBRATIONS, Config
-from choral.data import load_data, save_blocks, save_data
+from choral.data import XARRAY, load_data, save_blocks, save_data
+from choral.errors import DataError
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
 
@@ -73,7 +75,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         ] = 30.0,
         log: Annotated[bool, typer.Option(
             "--log", help="Also append each epoch as a JSON line to OUT.train.jsonl.")] = False,
-        stream: StreamOpt = None,
+        stream: StreamOpt = None, sample_dim: SampleDimOpt = None,
         quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory.
 
@@ -86,9 +88,11 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         "train.address": address, **({"train.cluster": "ray"} if backend == "ray" else
                                      {"train.backend": backend}),
         "calibration.method": calibration, "data.x": x, "data.y": y,
+        "data.sample_dim": sample_dim,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y,
-                                   lazy=streams(data, stream)), cfg)
+                                   lazy=streams(data, stream),
+                                   sample_dim=cfg.data.sample_dim), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
     cfg = cfg.updated(**{"model.backbone": backbone})
@@ -157,24 +161,38 @@ def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
 
 
 def predict(model: ModelOpt, data: DataOpt,
-            out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
+            out_path: Annotated[Path, typer.Option(
+                "--out", help="Output .npz/.h5/.csv, or .nc/.zarr for netCDF/zarr data.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
             x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None,
-            stream: StreamOpt = None) -> None:
+            stream: StreamOpt = None, sample_dim: SampleDimOpt = None) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
     Rows are predicted ``--batch-size`` at a time (default: about 16 MiB of member outputs per
     batch), so the memory a prediction needs is bounded whatever the number of rows. With
     ``--stream`` (an HDF5 input) and an .h5 output, rows are read and written batch by batch,
-    and the output holds the predictions only (not a copy of X)."""
+    and the output holds the predictions only (not a copy of X). With netCDF or zarr data and
+    a .nc or .zarr output, the output is a dataset with the input's coordinates and variables
+    <y>_mean, <y>_std, <y>_lower, <y>_upper per target variable y, ood_score and ood."""
     surrogate = Surrogate.load(model, device)
     lazy = streams(data, stream)
-    X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy)
+    X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy, sample_dim=sample_dim)
     rows = batch_size or _batch_rows(surrogate)
     batches = (_summaries(surrogate, X.read_slice(i, min(i + rows, len(X))) if lazy else
                           X[i:i + rows], level) for i in range(0, len(X), rows))
-    if lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
+    if out_path.suffix.lower() in XARRAY:
+        from choral.xarrays import write_predictions
+
+        if data.suffix.lower() not in XARRAY:
+            raise DataError(f"--out {out_path.name}: netCDF/zarr output needs netCDF/zarr "
+                            f"--data (for its coordinates); got {data.name}")
+        parts = list(batches)
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        cfg = surrogate.config.data
+        write_predictions(out_path, data, x or cfg.x, cfg.y, arrays, level,
+                          sample_dim or cfg.sample_dim)
+    elif lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
         first = next(batches)
         shapes = {k: (len(X), *v.shape[1:]) for k, v in first.items()}
         save_blocks(out_path, shapes, itertools.chain([first], batches))

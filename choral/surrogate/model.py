@@ -197,8 +197,9 @@ class Surrogate:
         Sets the shapes and the standardisers."""
         if is_lazy(X) or is_lazy(Y):
             if not (is_lazy(X) and is_lazy(Y)) or len(X) != len(Y):
-                raise DataError(f"X and Y must both be HDF5 rows (H5Rows) of the same length; "
-                                f"got {type(X).__name__} and {type(Y).__name__}")
+                raise DataError(f"X and Y must both be HDF5 rows (H5Rows) or netCDF/zarr rows "
+                                f"(XRows) of the same length; got {type(X).__name__} and "
+                                f"{type(Y).__name__}")
             self.x_norm, self.y_norm = statistics(X, "X"), statistics(Y, "Y")
             Xs, Ys = (StandardisedRows(a, norm, dtype, self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))

@@ -1,4 +1,5 @@
-"""Training data larger than memory: HDF5 rows (:class:`~choral.rows.H5Rows`) read on demand.
+"""Training data larger than memory: rows read on demand (:class:`~choral.rows.Rows`: HDF5,
+netCDF, zarr).
 
 ``Surrogate.fit`` accepts lazy rows wherever it accepts arrays. Statistics and OOD features
 come from one pass over blocks of rows; training reads each step's mini-batches and the
@@ -27,26 +28,26 @@ from torch import Tensor
 
 from choral.evaluation.ood import pooled_features
 from choral.normalise import Standardiser
-from choral.rows import H5Rows, block_rows
+from choral.rows import Rows, block_rows
 
 __all__ = ["StandardisedRows", "features", "is_lazy", "rows_of", "statistics", "take"]
 
 
 def is_lazy(a: Any) -> bool:
-    """Whether ``a`` is read on demand (an :class:`~choral.rows.H5Rows`)."""
-    return isinstance(a, H5Rows)
+    """Whether ``a`` is read on demand (:class:`~choral.rows.Rows`: HDF5, netCDF, zarr)."""
+    return isinstance(a, Rows)
 
 
-def _blocks(rows: H5Rows):
+def _blocks(rows: Rows):
     return (block for _, block in rows.blocks(block_rows(rows.shape[1:])))
 
 
-def statistics(rows: H5Rows, name: str) -> Standardiser:
+def statistics(rows: Rows, name: str) -> Standardiser:
     """The standardiser of ``rows``, in one streaming pass (NaN/inf rows are errors)."""
     return Standardiser.fit_blocks(_blocks(rows), name)
 
 
-def features(rows: H5Rows, norm: Standardiser) -> np.ndarray:
+def features(rows: Rows, norm: Standardiser) -> np.ndarray:
     """OOD features (n, f) of every row (:func:`~choral.evaluation.ood.pooled_features`)."""
     return np.concatenate([pooled_features(norm.transform(b)) for b in _blocks(rows)])
 
@@ -68,7 +69,7 @@ class StandardisedRows:
     and ``rows[i:j]`` read from the file; :meth:`subset` makes a view.
     """
 
-    def __init__(self, rows: H5Rows, norm: Standardiser, dtype: torch.dtype,
+    def __init__(self, rows: Rows, norm: Standardiser, dtype: torch.dtype,
                  device: torch.device) -> None:
         self.rows, self.norm, self.dtype, self.device = rows, norm, dtype, device
 

@@ -140,11 +140,15 @@ def _calibration_line(info: dict) -> str:
     return line
 
 
+RegimeOpt = Annotated[str | None, typer.Option(
+    "--regime", help="Regime of a TALL-masked merged model (choral merge --method tall).")]
+
+
 def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
              as_json: JsonOpt = False, device: DeviceOpt = None,
-             batch_size: BatchOpt = None) -> None:
+             batch_size: BatchOpt = None, regime: RegimeOpt = None) -> None:
     """Score a saved model on a data file (original units; NLL per target value)."""
-    surrogate = Surrogate.load(model, device)
+    surrogate = Surrogate.load(model, device, regime=regime)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
     scores = score(surrogate.predict(X, batch_size=batch_size), Y)
     if as_json:  # strict JSON: an undefined score (NaN) or an infinite width is null
@@ -160,15 +164,16 @@ def predict(model: ModelOpt, data: DataOpt,
             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
             x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None,
-            stream: StreamOpt = None) -> None:
+            stream: StreamOpt = None, regime: RegimeOpt = None) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
     Rows are predicted ``--batch-size`` at a time (default: about 16 MiB of member outputs per
     batch), so the memory a prediction needs is bounded whatever the number of rows. With
     ``--stream`` (an HDF5 input) and an .h5 output, rows are read and written batch by batch,
-    and the output holds the predictions only (not a copy of X)."""
-    surrogate = Surrogate.load(model, device)
+    and the output holds the predictions only (not a copy of X). ``--regime`` picks a regime
+    of a TALL-masked merged model."""
+    surrogate = Surrogate.load(model, device, regime=regime)
     lazy = streams(data, stream)
     X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy)
     rows = batch_size or _batch_rows(surrogate)

@@ -40,10 +40,10 @@ from torch import Tensor
 from choral.checks import check_int
 from choral.ensembles.merging.vectors import per_regime, regime_weights
 from choral.ensembles.params import Params
-from choral.errors import DataError
+from choral.errors import ConfigError, DataError
 
-__all__ = ["consensus", "consensus_mask", "pack_masks", "regime_params", "tall_masks",
-           "unpack_masks"]
+__all__ = ["consensus", "consensus_mask", "pack_masks", "read_record", "regime_params", "select_regime",
+           "tall_masks", "to_record", "unpack_masks"]
 
 _BITS = (128, 64, 32, 16, 8, 4, 2, 1)
 
@@ -101,3 +101,42 @@ def unpack_masks(packed: Params, like: Params, regimes: int) -> Params:
                             f"expected {v.numel()} (padded to a byte)")
         out[k] = bits[:, :v.numel()].reshape(regimes, *v.shape)
     return out
+
+
+def to_record(base: Params, merged: Params, masks: Params) -> Params:
+    """What a TALL-masked model stores beside its weights: ``base.<name>`` (s, ...),
+    ``vector.<name>`` (s, ...) and packed ``mask.<name>`` (T, bytes)."""
+    packed = pack_masks(masks)
+    return {**{f"base.{k}": v for k, v in base.items()},
+            **{f"vector.{k}": v for k, v in merged.items()},
+            **{f"mask.{k}": v for k, v in packed.items()}}
+
+
+def read_record(record: Params, like: Params, regimes: int) -> tuple[Params, Params, Params]:
+    """(base, merged vector, masks (T, s, ...)) from :func:`to_record`'s tensors, checked
+    against the network's parameters ``like`` (s, ...)."""
+    try:
+        base = {k: record[f"base.{k}"] for k in like}
+        merged = {k: record[f"vector.{k}"] for k in like}
+        packed = {k: record[f"mask.{k}"] for k in like}
+    except KeyError as exc:
+        raise DataError(f"the TALL record lacks the tensor {exc}") from None
+    for k, v in like.items():
+        if base[k].shape != v.shape or merged[k].shape != v.shape:
+            raise DataError(f"the TALL record's {k!r} must have the network's shape "
+                            f"{tuple(v.shape)}; got {tuple(base[k].shape)} and "
+                            f"{tuple(merged[k].shape)}")
+    return base, merged, unpack_masks(packed, like, regimes)
+
+
+def select_regime(records: dict, name: str, like: Params) -> Params:
+    """Regime ``name``'s ensemble (s, ...) of a saved TALL-masked model, from its records
+    ``merge`` (the regime names) and ``tall`` (:func:`to_record`)."""
+    regimes = records.get("merge", {}).get("regimes")
+    if "tall" not in records or not regimes:
+        raise ConfigError(f"--regime {name!r}: this model has no TALL masks (merge it with "
+                          f"--method tall)")
+    if name not in regimes:
+        raise ConfigError(f"--regime must be one of {', '.join(regimes)}; got {name!r}")
+    base, merged, masks = read_record(records["tall"], like, len(regimes))
+    return regime_params(base, merged, masks, regimes.index(name))

@@ -1,10 +1,10 @@
 """The ``choral`` command line: one Typer app, every verb registered here.
 
 Each verb is a plain function in the module of its group (:mod:`.data`, :mod:`.model`,
-:mod:`.calibrate`, :mod:`.finetune`, :mod:`.merge`, :mod:`.demo`; the ``campaign`` group in :mod:`.campaign`)
-and shares options from :mod:`.common`. Every user error (bad data, bad config, damaged model
-directory) prints one message naming what is wrong and exits with code 2; nothing half-written
-is left behind.
+:mod:`.calibrate`, :mod:`.finetune`, :mod:`.merge`, :mod:`.demo`; the ``campaign`` group in
+:mod:`.campaign`) and shares options from :mod:`.common`. Every user error (bad data, bad
+config, damaged model directory) prints one message naming what is wrong and exits with code 2;
+nothing half-written is left behind.
 """
 
 from __future__ import annotations

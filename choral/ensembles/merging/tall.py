@@ -42,8 +42,8 @@ from choral.ensembles.merging.vectors import per_regime, regime_weights
 from choral.ensembles.params import Params
 from choral.errors import ConfigError, DataError
 
-__all__ = ["consensus", "consensus_mask", "pack_masks", "read_record", "regime_params", "select_regime",
-           "tall_masks", "to_record", "unpack_masks"]
+__all__ = ["consensus", "consensus_mask", "pack_masks", "read_record", "regime_params",
+           "select_regime", "tall_masks", "to_record", "unpack_masks"]
 
 _BITS = (128, 64, 32, 16, 8, 4, 2, 1)
 

@@ -35,6 +35,8 @@ from choral.config import CALIBRATIONS, Config
 from choral.data import load_data, save_blocks, save_data
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
+from choral.surrogate.cascade import Rules
+from choral.surrogate.cascade import cascade as run_cascade
 
 __all__ = ["evaluate", "fit", "predict", "report"]
 
@@ -164,7 +166,22 @@ def predict(model: ModelOpt, data: DataOpt,
             out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
             x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None,
-            stream: StreamOpt = None, regime: RegimeOpt = None) -> None:
+            stream: StreamOpt = None, regime: RegimeOpt = None,
+            cascade: Annotated[bool, typer.Option(
+                "--cascade", help="Early exit: run --first members on every row and the rest "
+                "only where the prediction is undecided (--threshold, --cascade-ood, "
+                "--top-fraction).")] = False,
+            first: Annotated[int, typer.Option(
+                min=1, help="Members every row gets with --cascade.")] = 2,
+            threshold: Annotated[float | None, typer.Option(
+                help="Decision threshold: rows whose interval straddles it are undecided.")
+            ] = None,
+            cascade_ood: Annotated[bool, typer.Option(
+                "--cascade-ood", help="Rows flagged out of distribution are undecided.")
+            ] = False,
+            top_fraction: Annotated[float, typer.Option(
+                min=0.0, max=1.0, help="This top fraction of each batch by predictive "
+                "variance is undecided.")] = 0.0) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
@@ -172,13 +189,26 @@ def predict(model: ModelOpt, data: DataOpt,
     batch), so the memory a prediction needs is bounded whatever the number of rows. With
     ``--stream`` (an HDF5 input) and an .h5 output, rows are read and written batch by batch,
     and the output holds the predictions only (not a copy of X). ``--regime`` picks a regime
-    of a TALL-masked merged model."""
+    of a TALL-masked merged model. With ``--cascade`` the output also holds ``members_used``
+    per row, and the share of member forward passes used is printed."""
     surrogate = Surrogate.load(model, device, regime=regime)
     lazy = streams(data, stream)
     X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy)
     rows = batch_size or _batch_rows(surrogate)
-    batches = (_summaries(surrogate, X.read_slice(i, min(i + rows, len(X))) if lazy else
-                          X[i:i + rows], level) for i in range(0, len(X), rows))
+    rules = Rules(first=first, threshold=threshold, level=level, ood=cascade_ood,
+                  top_fraction=top_fraction) if cascade else None
+    passes = [0, 0]
+
+    def summaries(X_batch: np.ndarray) -> dict[str, np.ndarray]:
+        if rules is None:
+            return _summaries(surrogate, X_batch, level)
+        result = run_cascade(surrogate, X_batch, rules)
+        passes[0] += result.forward_passes
+        passes[1] += result.total
+        return result.summaries(level)
+
+    batches = (summaries(X.read_slice(i, min(i + rows, len(X))) if lazy else X[i:i + rows])
+               for i in range(0, len(X), rows))
     if lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
         first = next(batches)
         shapes = {k: (len(X), *v.shape[1:]) for k, v in first.items()}
@@ -188,6 +218,9 @@ def predict(model: ModelOpt, data: DataOpt,
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         save_data(out_path, X.read_slice(0, len(X)) if lazy else X, None, **arrays)
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
+    if rules is not None:
+        err.print(f"cascade: {passes[0]} of {passes[1]} member forward passes "
+                  f"({passes[0] / max(passes[1], 1):.1%})")
 
 
 def _batch_rows(surrogate: Surrogate, budget: int = 2**24) -> int:

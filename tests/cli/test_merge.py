@@ -148,3 +148,18 @@ def test_user_errors_exit_2_with_a_message(work, tmp_path, monkeypatch, capsys):
                       tmp_path / "moved", "--out", tmp_path / "m")
     assert code == 2 and "standardisers" in msg
     assert not (tmp_path / "m").exists()
+
+
+def test_predict_cascade_through_the_cli(work, tmp_path):
+    full = _predict(work, work / "up", tmp_path / "full.npz")
+    args = ("--cascade", "--first", "1", "--top-fraction", "1.0")
+    result = runner.invoke(app, ["predict", "--model", str(work / "up"), "--data",
+                                 str(work / "test.npz"), "--out", str(tmp_path / "c.npz"), *args])
+    assert result.exit_code == 0, result.output
+    got = np.load(tmp_path / "c.npz")
+    assert "60 of 60 member forward passes (100.0%)" in result.stderr
+    assert np.array_equal(got["mean"], full["mean"]) and (got["members_used"] == 2).all()
+    result = runner.invoke(app, ["predict", "--model", str(work / "up"), "--data",
+                                 str(work / "test.npz"), "--out", str(tmp_path / "d.npz"),
+                                 "--cascade", "--first", "1"])
+    assert "30 of 60 member forward passes (50.0%)" in result.stderr

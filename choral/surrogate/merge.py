@@ -101,8 +101,8 @@ def _vector(method: str, taus: Params, weights: Any, density: float, gamma: floa
 
 
 def _lambdas(base: Surrogate, taus: Params, mtl: Params, val: Val | None,
-             criterion: str) -> list[float]:
-    """Each regime's TALL ``lambda_t``: the best of :data:`LAMBDAS` on its data (or 0.4)."""
+             criterion: str, grid: Sequence[float]) -> list[float]:
+    """Each regime's TALL ``lambda_t``: the best of ``grid`` on its data (or 0.4)."""
     T = next(iter(taus.values())).shape[0]
     if val is None:
         return [0.4] * T
@@ -110,20 +110,22 @@ def _lambdas(base: Surrogate, taus: Params, mtl: Params, val: Val | None,
     for t in range(T):
         scores = [_score(base, regime_params(base.params, mtl,
                                              tall_masks(taus, mtl, [lam] * T), t), val[t],
-                         criterion) for lam in LAMBDAS]
-        best.append(LAMBDAS[int(np.argmin(scores))])
+                         criterion) for lam in grid]
+        best.append(float(grid[int(np.argmin(scores))]))
     return best
 
 
 def merge(base: Surrogate, models: Sequence[Surrogate], names: Sequence[str], method: str, *,
           scale: float | None = None, density: float = 0.2, gamma: float = 0.01, k: int = 2,
           weights: Sequence[float] | None = None, align: bool = False, val: Val | None = None,
-          criterion: str = "nll") -> tuple[Surrogate, dict[str, Any]]:
+          criterion: str = "nll", lambda_grid: Sequence[float] = LAMBDAS,
+          ) -> tuple[Surrogate, dict[str, Any]]:
     """One surrogate from ``base`` and its fine-tunes ``models`` (regimes ``names``) by
     ``method`` (:data:`METHODS`), and what was done (the content of ``merge.json``).
 
     ``align``: permute each model's members to the base's first (for fine-tunes that did not
-    start from the base). ``val``: validation data (X, Y) of every regime, in ``names`` order.
+    start from the base). ``val``: validation data (X, Y) of every regime, in ``names`` order;
+    ``lambda_grid``: the TALL ``lambda_t`` tried on it.
     """
     check_choice(method, "--method", METHODS)
     check_choice(criterion, "--criterion", tuple(_CRITERIA))
@@ -141,7 +143,7 @@ def merge(base: Surrogate, models: Sequence[Surrogate], names: Sequence[str], me
                             "criterion": criterion if val is not None else None}
     if method in ("consensus", "tall"):
         mtl = task_arithmetic(taus, weights)
-        info["lambdas"] = _lambdas(base, taus, mtl, val, criterion)
+        info["lambdas"] = _lambdas(base, taus, mtl, val, criterion, lambda_grid)
         masks = tall_masks(taus, mtl, info["lambdas"])
         keep = consensus_mask(masks, k)
         tau = {n: v * keep[n] for n, v in mtl.items()}

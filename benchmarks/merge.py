@@ -118,7 +118,8 @@ def main() -> None:
     if args.wide:
         targets["tall_wide_ratio_to_fine_tune"] = targets_wide
     result = {"benchmark": "merge", "problem": "burgers, resolution 64, t=1",
-              "viscosities": list(NUS), "sizes": vars(args) | {"out": None},
+              "viscosities": list(NUS),
+              "sizes": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch "
                          f"{torch.__version__}",
               "seconds": {"simulate": round(simulated, 1), "train": round(trained, 1),

@@ -201,3 +201,13 @@ def test_bad_arguments_are_named():
         task_arithmetic(taus, [1.0, 2.0])
     with pytest.raises(DataError, match="shape"):
         task_vectors(BASE, [{"w": torch.zeros(2, 3)}])
+
+
+def test_balanced_with_one_regime_is_wiseft():
+    from choral.ensembles.wiseft import interpolate
+
+    gen = torch.Generator().manual_seed(3)
+    base = {"w": torch.randn(2, 4, 3, generator=gen, **T64)}
+    tuned = {"w": base["w"] + torch.randn(2, 4, 3, generator=gen, **T64)}
+    got = add(base, balanced(task_vectors(base, [tuned])), 0.3)["w"]
+    assert torch.allclose(got, interpolate(base, tuned, 0.3)["w"], atol=1e-12)

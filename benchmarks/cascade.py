@@ -15,7 +15,9 @@ on held-out rows):
   rows; OOD inputs: test rows with every feature column shuffled independently (in-range
   marginals, broken correlations).
 
-Cascade settings (first members ``k`` of 1 or 2, the top fraction 0 .. 0.3 by predictive
+Each first stage's own calibration and epistemic scale (``fit_first_stage``) is fitted on the
+validation split; two settings without it show what it changes. Cascade settings (first
+members ``k`` of 1 or 2, the top fraction 0 .. 0.3 by predictive
 variance, the OOD rule, a decision threshold at the training median) are swept; the cheapest
 setting whose validation coverage and AUROC are within 0.01 of the full ensemble's is chosen
 on the validation split
@@ -113,7 +115,7 @@ def scores(model, X: np.ndarray, Y: np.ndarray, X_ood: np.ndarray, rules) -> dic
 def run(name: str, sets: dict, members: int, epochs: int) -> dict:
     from choral.config import Config
     from choral.surrogate import Surrogate
-    from choral.surrogate.cascade import Rules
+    from choral.surrogate.cascade import Rules, fit_first_stage
 
     start = time.perf_counter()
     cfg = Config().updated(**{"train.members": members, "train.epochs": epochs,
@@ -128,9 +130,12 @@ def run(name: str, sets: dict, members: int, epochs: int) -> dict:
     full = Rules(first=members)
     ref = {part: scores(model, *sets[part], sets[f"ood_{part}"], full)
            for part in ("val", "test")}
+    stages = {k: fit_first_stage(model, *sets["val"], k) for k in FIRST}
+    settings = [*({**s, "first_stage": True} for s in settings),
+                {"first": 2}, {"first": 2, "top_fraction": 0.3, "ood": True}]
     curve = []
     for s in settings:
-        rules = Rules(**s)
+        rules = Rules(**{**s, "first_stage": stages[s["first"]] if "first_stage" in s else None})
         row = {**s, "val": scores(model, *sets["val"], sets["ood_val"], rules),
                "test": scores(model, *sets["test"], sets["ood_test"], rules)}
         curve.append(row)

@@ -10,9 +10,17 @@ inputs whose first-stage prediction is *undecided*:
   predictive variance over outputs), i.e. it is a candidate the loop may choose.
 
 Decided inputs keep the first-stage (k-member) predictive, undecided ones get exactly the full
-ensemble's (the first members' outputs are reused). The model's calibration is applied to both
-stages (it was fitted on the full ensemble, so the first stage is only approximately
-calibrated). Member forward passes used: ``k n + (s - k) n_undecided`` of ``s n``.
+ensemble's (the first members' outputs are reused). Member forward passes used:
+``k n + (s - k) n_undecided`` of ``s n``.
+
+By default the model's calibration (fitted on the full ensemble) is applied to both stages, and
+the OOD score of a first-stage input uses the k members' epistemic variance, which is smaller
+than the s members' on average. Both make a first stage over-confident: fewer members agree more
+by chance. :func:`fit_first_stage` fits, on held-out data, the first stage's own calibration
+(the model's calibration method on the k-member predictive) and the factor that brings its
+epistemic variances to the full ensemble's scale (the ratio of their geometric means), so
+first-stage intervals and OOD scores are on the full ensemble's footing
+(``Rules(first_stage=...)``).
 
 Examples:
     >>> import numpy as np
@@ -39,15 +47,49 @@ from choral.checks import check_int
 from choral.data import check_arrays
 from choral.distributions import Predictive
 from choral.errors import ConfigError, DataError
+from choral.evaluation.calibration import Calibrator, fit_calibrator
+from choral.evaluation.ood import pooled_features
 from choral.networks.members import predict_members
 from choral.surrogate.model import Surrogate
 
-__all__ = ["CascadeResult", "Rules", "cascade", "mean_variance"]
+__all__ = ["CascadeResult", "FirstStage", "Rules", "cascade", "fit_first_stage",
+           "mean_variance"]
 
 
 def mean_variance(pred: Predictive) -> Tensor:
     """The default acquisition score (n,): predictive variance averaged over output values."""
     return pred.variance.flatten(1).mean(1)
+
+
+@dataclass
+class FirstStage:
+    """The first ``first`` members' own calibration and epistemic scale
+    (:func:`fit_first_stage`)."""
+
+    first: int
+    calibrator: Calibrator | None
+    epistemic_factor: float = 1.0
+
+
+def fit_first_stage(model: Surrogate, X: Any, Y: Any, first: int) -> FirstStage:
+    """Fit the first stage of ``first`` members on held-out ``X`` (n, ...), ``Y`` (n, ...): the
+    model's calibration method refitted on their predictive, and the factor
+    ``exp(mean log e_s - mean log e_k)`` of the epistemic variances (1 for one member)."""
+    params = model._check_fitted()
+    s = next(iter(params.values())).shape[0]
+    k = check_int(first, "first", 1, s)
+    X, Y = check_arrays(X, Y)
+    sub = model.with_params({n: v[:k] for n, v in params.items()})
+    raw_k = sub.predict(X, calibrated=False)
+    method = model.calibrator.method if model.calibrator is not None else "none"
+    calibrator = None if method == "none" else fit_calibrator(method, raw_k, Y)
+    factor = 1.0
+    if k > 1:
+        tiny = np.finfo(np.float64).tiny
+        full = np.log(np.maximum(model._epistemic(X), tiny))
+        part = np.log(np.maximum(model._epistemic(X, raw_k), tiny))
+        factor = float(np.exp(full.mean() - part.mean()))
+    return FirstStage(k, calibrator, factor)
 
 
 @dataclass
@@ -61,6 +103,8 @@ class Rules:
     ood_above: float | None = None
     top_fraction: float = 0.0
     acquisition: Callable[[Predictive], Tensor] = mean_variance
+    first_stage: FirstStage | None = None
+    """The first stage's own calibration and epistemic scale; default: the model's, unscaled."""
 
 
 @dataclass
@@ -108,6 +152,14 @@ class CascadeResult:
         return out
 
 
+def _ood(model: Surrogate, X: np.ndarray, raw: Predictive, factor: float) -> tuple | None:
+    """OOD (scores, flags) (n,) with the epistemic variances times ``factor``."""
+    if model.ood_detector is None:
+        return None
+    features = pooled_features(model.x_norm.transform(X))
+    return model.ood_detector(features, model._epistemic(X, raw) * factor)
+
+
 def _undecided(model: Surrogate, X: np.ndarray, raw: Predictive, pred: Predictive,
                rules: Rules) -> tuple[Tensor, tuple | None]:
     n = pred.shape[0]
@@ -115,7 +167,8 @@ def _undecided(model: Surrogate, X: np.ndarray, raw: Predictive, pred: Predictiv
     if rules.threshold is not None:
         lower, upper = pred.interval(rules.level)
         flag |= ((lower < rules.threshold) & (upper > rules.threshold)).flatten(1).any(1)
-    ood = model.ood(X, raw) if model.ood_detector is not None else None
+    stage = rules.first_stage
+    ood = _ood(model, X, raw, 1.0 if stage is None else stage.epistemic_factor)
     if (rules.ood or rules.ood_above is not None) and ood is None:
         raise ConfigError("the OOD rule of a cascade needs a model with an OOD detector")
     if rules.ood:
@@ -152,18 +205,23 @@ def cascade(model: Surrogate, X: Any, rules: Rules | None = None,
     chunk = batch_size or max(1, 2**20 // (math.prod(model.x_shape) * s))
     out_k = predict_members(model.forward, {n: v[:k] for n, v in params.items()}, Xs, chunk)
     raw_k = _predictive(model, out_k)
-    undecided, ood = _undecided(model, X, raw_k, model.apply_calibration(raw_k), rules)
+    stage = rules.first_stage
+    if stage is not None and stage.first != k:
+        raise ConfigError(f"first_stage was fitted for {stage.first} members; got first = {k}")
+    pred_k = stage.calibrator.apply(raw_k) if stage is not None and stage.calibrator else \
+        model.apply_calibration(raw_k)
+    undecided, ood = _undecided(model, X, raw_k, pred_k, rules)
     idx = undecided.nonzero().flatten()
     rest = predict_members(model.forward, {n: v[k:] for n, v in params.items()}, Xs[idx],
                            chunk) if k < s else out_k[:0, idx]
     raw_full = _predictive(model, torch.cat([out_k[:, idx], rest]))
     if ood is not None and len(idx):
-        full_ood = model.ood(X[idx.cpu().numpy()], raw_full)
+        full_ood = _ood(model, X[idx.cpu().numpy()], raw_full, 1.0)
         ood = tuple(a.copy() for a in ood)
         for mine, theirs in zip(ood, full_ood, strict=True):
             mine[idx.cpu().numpy()] = theirs
     n = len(X)
-    return CascadeResult(model.apply_calibration(raw_k), model.apply_calibration(raw_full),
+    return CascadeResult(pred_k, model.apply_calibration(raw_full),
                          undecided, None if ood is None else ood[0],
                          None if ood is None else ood[1], k * n + (s - k) * len(idx), s * n,
                          (k, s))

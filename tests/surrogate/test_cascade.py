@@ -86,3 +86,35 @@ def test_each_rule_sends_on_exactly_its_inputs(fitted, rule):
     assert result.forward_passes == 2 * len(X) + 3 * int(undecided.sum())
     assert torch.equal(torch.as_tensor(got["members_used"]),
                        torch.where(result.undecided, 5, 2))
+
+
+def test_first_stage_calibration_and_epistemic_factor(fitted):
+    from choral.evaluation.calibration import fit_calibrator
+    from choral.surrogate.cascade import fit_first_stage
+
+    model, X = fitted
+    rng = np.random.default_rng(5)
+    X_cal = rng.uniform(-1, 1, (60, 2))
+    Y_cal = np.sin(3 * X_cal[:, :1]) + X_cal[:, 1:] ** 2 + 0.1 * rng.normal(size=(60, 1))
+    stage = fit_first_stage(model, X_cal, Y_cal, 2)
+    # the factor: ratio of geometric means of the epistemic variances (standardised units),
+    # here from the member means directly
+    means = model.predict(X_cal, calibrated=False).member_means / torch.as_tensor(
+        model.y_norm.scale)
+
+    def epistemic(m):
+        return m.var(0, unbiased=False).flatten(1).mean(1).numpy()
+
+    expect = np.exp(np.log(epistemic(means)).mean() - np.log(epistemic(means[:2])).mean())
+    assert stage.epistemic_factor == pytest.approx(expect, rel=1e-9) and expect > 1
+    # decided rows: the sub-ensemble with the calibration refitted on it
+    sub = model.with_params({k: v[:2] for k, v in model.params.items()})
+    raw = sub.predict(X_cal, calibrated=False)
+    calibrator = fit_calibrator(model.calibrator.method, raw, Y_cal)
+    ref = calibrator.apply(sub.predict(X, calibrated=False))
+    got = cascade(model, X, Rules(first=2, first_stage=stage)).summaries(0.9)
+    lo, hi = ref.interval(0.9)
+    assert np.allclose(got["lower"], lo.numpy(), rtol=1e-12) and \
+        np.allclose(got["upper"], hi.numpy(), rtol=1e-12)
+    with pytest.raises(Exception, match="fitted for 2 members"):
+        cascade(model, X, Rules(first=3, first_stage=stage))

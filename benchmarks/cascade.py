@@ -18,8 +18,9 @@ on held-out rows):
 Each first stage's own calibration and epistemic scale (``fit_first_stage``) is fitted on the
 validation split; two settings without it show what it changes. Cascade settings (first
 members ``k`` of 1 or 2, the top fraction 0 .. 0.3 by predictive
-variance, the OOD rule, a decision threshold at the training median) are swept; the cheapest
-setting whose validation coverage and AUROC are within 0.01 of the full ensemble's is chosen
+variance, the OOD rule, an OOD score above the 50/70/80/90% quantile of the first stage's
+scores on the validation inputs, a decision threshold at the training median) are swept; the
+cheapest setting whose validation coverage and AUROC are within 0.01 of the full ensemble's is chosen
 on the validation split
 (never on test), and the whole cost-quality curve is also reported on test. Prints one JSON
 object.
@@ -39,6 +40,7 @@ import numpy as np
 
 FIRST = (1, 2)
 TOPS = (0.0, 0.1, 0.2, 0.3)
+OOD_QUANTILES = (0.5, 0.7, 0.8, 0.9)
 SETTINGS = [*({"first": k, "top_fraction": q, "ood": ood}
               for k, q, ood in itertools.product(FIRST, TOPS, (False, True))),
             {"first": 2, "threshold": "median"}, {"first": 2, "threshold": "median", "ood": True}]
@@ -115,7 +117,7 @@ def scores(model, X: np.ndarray, Y: np.ndarray, X_ood: np.ndarray, rules) -> dic
 def run(name: str, sets: dict, members: int, epochs: int) -> dict:
     from choral.config import Config
     from choral.surrogate import Surrogate
-    from choral.surrogate.cascade import Rules, fit_first_stage
+    from choral.surrogate.cascade import Rules, cascade, fit_first_stage
 
     start = time.perf_counter()
     cfg = Config().updated(**{"train.members": members, "train.epochs": epochs,
@@ -133,9 +135,15 @@ def run(name: str, sets: dict, members: int, epochs: int) -> dict:
     stages = {k: fit_first_stage(model, *sets["val"], k) for k in FIRST}
     settings = [*({**s, "first_stage": True} for s in settings),
                 {"first": 2}, {"first": 2, "top_fraction": 0.3, "ood": True}]
+    for k, quantile in itertools.product(FIRST, OOD_QUANTILES):   # score above a quantile of
+        first = cascade(model, sets["val"][0], Rules(first=k, first_stage=stages[k]))  # val
+        settings.append({"first": k, "first_stage": True, "ood_quantile": quantile,
+                         "ood_above": float(np.quantile(first.ood_score, quantile))})
     curve = []
     for s in settings:
-        rules = Rules(**{**s, "first_stage": stages[s["first"]] if "first_stage" in s else None})
+        given = {k: v for k, v in s.items() if k != "ood_quantile"}
+        rules = Rules(**{**given,
+                         "first_stage": stages[s["first"]] if "first_stage" in s else None})
         row = {**s, "val": scores(model, *sets["val"], sets["ood_val"], rules),
                "test": scores(model, *sets["test"], sets["ood_test"], rules)}
         curve.append(row)

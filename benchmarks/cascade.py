@@ -20,9 +20,9 @@ validation split; two settings without it show what it changes. Cascade settings
 members ``k`` of 1 or 2, the top fraction 0 .. 0.3 by predictive
 variance, the OOD rule, an OOD score above the 50/70/80/90% quantile of the first stage's
 scores on the validation inputs, a decision threshold at the training median) are swept; the
-cheapest setting whose validation coverage and AUROC are within 0.01 of the full ensemble's is chosen
-on the validation split
-(never on test), and the whole cost-quality curve is also reported on test. Prints one JSON
+cheapest setting whose validation coverage and AUROC are within 0.01 of the full ensemble's
+is chosen on the validation split (never on test), and the whole cost-quality curve is also
+reported on test. Prints one JSON
 object.
 """
 

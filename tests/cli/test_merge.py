@@ -163,3 +163,9 @@ def test_predict_cascade_through_the_cli(work, tmp_path):
                                  str(work / "test.npz"), "--out", str(tmp_path / "d.npz"),
                                  "--cascade", "--first", "1"])
     assert "30 of 60 member forward passes (50.0%)" in result.stderr
+
+
+def test_merge_help():
+    result = runner.invoke(app, ["merge", "--help"])
+    assert result.exit_code == 0 and "--models" in result.stdout and "--align" in result.stdout
+    assert "--cascade" in runner.invoke(app, ["predict", "--help"]).stdout

@@ -35,7 +35,7 @@ from choral.config import CALIBRATIONS, Config
 from choral.data import load_data, save_blocks, save_data
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
-from choral.surrogate.cascade import Rules
+from choral.surrogate.cascade import Rules, fit_first_stage
 from choral.surrogate.cascade import cascade as run_cascade
 
 __all__ = ["evaluate", "fit", "predict", "report"]
@@ -181,7 +181,12 @@ def predict(model: ModelOpt, data: DataOpt,
             ] = False,
             top_fraction: Annotated[float, typer.Option(
                 min=0.0, max=1.0, help="This top fraction of each batch by predictive "
-                "variance is undecided.")] = 0.0) -> None:
+                "variance is undecided.")] = 0.0,
+            first_stage_data: Annotated[Path | None, typer.Option(
+                "--first-stage-data", help="Held-out data (with targets) to calibrate the "
+                "first members on their own and scale their OOD score (recommended: they "
+                "are over-confident under the full ensemble's calibration).")] = None,
+            y: YOpt = None) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
@@ -195,8 +200,12 @@ def predict(model: ModelOpt, data: DataOpt,
     lazy = streams(data, stream)
     X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy)
     rows = batch_size or _batch_rows(surrogate)
+    stage = None
+    if cascade and first_stage_data is not None:
+        stage = fit_first_stage(surrogate, *load_xy(surrogate, first_stage_data, x, y,
+                                                    require_y=True), first)
     rules = Rules(first=first, threshold=threshold, level=level, ood=cascade_ood,
-                  top_fraction=top_fraction) if cascade else None
+                  top_fraction=top_fraction, first_stage=stage) if cascade else None
     passes = [0, 0]
 
     def summaries(X_batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -169,3 +169,24 @@ def test_merge_help():
     result = runner.invoke(app, ["merge", "--help"])
     assert result.exit_code == 0 and "--models" in result.stdout and "--align" in result.stdout
     assert "--cascade" in runner.invoke(app, ["predict", "--help"]).stdout
+
+
+def test_predict_cascade_with_a_first_stage_fitted_on_held_out_data(work, tmp_path):
+    from choral.surrogate.cascade import Rules, cascade, fit_first_stage
+
+    model = Surrogate.load(work / "base")
+    assert model.calibrator is not None
+    runs = {name: ["predict", "--model", work / "base", "--data", work / "up.npz", "--out",
+                   tmp_path / f"{name}.npz", "--cascade", "--first", "1", *extra]
+            for name, extra in (("fs", ["--first-stage-data", work / "test.npz"]),
+                                ("plain", []))}
+    for args in runs.values():
+        invoke(*args)
+    got, plain = (np.load(tmp_path / f"{name}.npz") for name in ("fs", "plain"))
+    held = np.load(work / "test.npz")
+    stage = fit_first_stage(model, held["X"], held["Y"], 1)
+    ref = cascade(model, np.load(work / "up.npz")["X"], Rules(first=1, first_stage=stage))
+    ref = ref.summaries(0.9)
+    assert np.array_equal(got["lower"], ref["lower"]) and \
+        np.array_equal(got["upper"], ref["upper"])
+    assert not np.array_equal(got["upper"], plain["upper"])   # its own calibration

@@ -37,6 +37,8 @@ from choral.data import XARRAY, load_data, save_blocks, save_data
 from choral.errors import DataError
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
+from choral.surrogate.cascade import Rules, fit_first_stage
+from choral.surrogate.cascade import cascade as run_cascade
 
 __all__ = ["evaluate", "fit", "predict", "report"]
 
@@ -144,11 +146,15 @@ def _calibration_line(info: dict) -> str:
     return line
 
 
+RegimeOpt = Annotated[str | None, typer.Option(
+    "--regime", help="Regime of a TALL-masked merged model (choral merge --method tall).")]
+
+
 def evaluate(model: ModelOpt, data: DataOpt, x: XOpt = None, y: YOpt = None,
              as_json: JsonOpt = False, device: DeviceOpt = None,
-             batch_size: BatchOpt = None) -> None:
+             batch_size: BatchOpt = None, regime: RegimeOpt = None) -> None:
     """Score a saved model on a data file (original units; NLL per target value)."""
-    surrogate = Surrogate.load(model, device)
+    surrogate = Surrogate.load(model, device, regime=regime)
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
     scores = score(surrogate.predict(X, batch_size=batch_size), Y)
     if as_json:  # strict JSON: an undefined score (NaN) or an infinite width is null
@@ -165,7 +171,27 @@ def predict(model: ModelOpt, data: DataOpt,
                 "--out", help="Output .npz/.h5/.csv, or .nc/.zarr for netCDF/zarr data.")],
             level: Annotated[float, typer.Option(help="Central interval level.")] = 0.9,
             x: XOpt = None, device: DeviceOpt = None, batch_size: BatchOpt = None,
-            stream: StreamOpt = None, sample_dim: SampleDimOpt = None) -> None:
+            stream: StreamOpt = None, sample_dim: SampleDimOpt = None, regime: RegimeOpt = None,
+            cascade: Annotated[bool, typer.Option(
+                "--cascade", help="Early exit: run --first members on every row and the rest "
+                "only where the prediction is undecided (--threshold, --cascade-ood, "
+                "--top-fraction).")] = False,
+            first: Annotated[int, typer.Option(
+                min=1, help="Members every row gets with --cascade.")] = 2,
+            threshold: Annotated[float | None, typer.Option(
+                help="Decision threshold: rows whose interval straddles it are undecided.")
+            ] = None,
+            cascade_ood: Annotated[bool, typer.Option(
+                "--cascade-ood", help="Rows flagged out of distribution are undecided.")
+            ] = False,
+            top_fraction: Annotated[float, typer.Option(
+                min=0.0, max=1.0, help="This top fraction of each batch by predictive "
+                "variance is undecided.")] = 0.0,
+            first_stage_data: Annotated[Path | None, typer.Option(
+                "--first-stage-data", help="Held-out data (with targets) to calibrate the "
+                "first members on their own and scale their OOD score (recommended: they "
+                "are over-confident under the full ensemble's calibration).")] = None,
+            y: YOpt = None) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
@@ -174,13 +200,32 @@ def predict(model: ModelOpt, data: DataOpt,
     ``--stream`` (an HDF5 input) and an .h5 output, rows are read and written batch by batch,
     and the output holds the predictions only (not a copy of X). With netCDF or zarr data and
     a .nc or .zarr output, the output is a dataset with the input's coordinates and variables
-    <y>_mean, <y>_std, <y>_lower, <y>_upper per target variable y, ood_score and ood."""
-    surrogate = Surrogate.load(model, device)
+    <y>_mean, <y>_std, <y>_lower, <y>_upper per target variable y, ood_score and ood.
+    ``--regime`` picks a regime of a TALL-masked merged model. With ``--cascade`` the output
+    also holds ``members_used`` per row, and the share of member forward passes used is
+    printed."""
+    surrogate = Surrogate.load(model, device, regime=regime)
     lazy = streams(data, stream)
     X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy, sample_dim=sample_dim)
     rows = batch_size or _batch_rows(surrogate)
-    batches = (_summaries(surrogate, X.read_slice(i, min(i + rows, len(X))) if lazy else
-                          X[i:i + rows], level) for i in range(0, len(X), rows))
+    stage = None
+    if cascade and first_stage_data is not None:
+        stage = fit_first_stage(surrogate, *load_xy(surrogate, first_stage_data, x, y,
+                                                    require_y=True, sample_dim=sample_dim), first)
+    rules = Rules(first=first, threshold=threshold, level=level, ood=cascade_ood,
+                  top_fraction=top_fraction, first_stage=stage) if cascade else None
+    passes = [0, 0]
+
+    def summaries(X_batch: np.ndarray) -> dict[str, np.ndarray]:
+        if rules is None:
+            return _summaries(surrogate, X_batch, level)
+        result = run_cascade(surrogate, X_batch, rules)
+        passes[0] += result.forward_passes
+        passes[1] += result.total
+        return result.summaries(level)
+
+    batches = (summaries(X.read_slice(i, min(i + rows, len(X))) if lazy else X[i:i + rows])
+               for i in range(0, len(X), rows))
     if out_path.suffix.lower() in XARRAY:
         from choral.xarrays import write_predictions
 
@@ -201,6 +246,9 @@ def predict(model: ModelOpt, data: DataOpt,
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         save_data(out_path, X.read_slice(0, len(X)) if lazy else X, None, **arrays)
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
+    if rules is not None:
+        err.print(f"cascade: {passes[0]} of {passes[1]} member forward passes "
+                  f"({passes[0] / max(passes[1], 1):.1%})")
 
 
 def _batch_rows(surrogate: Surrogate, budget: int = 2**24) -> int:

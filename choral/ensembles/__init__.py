@@ -2,7 +2,8 @@
 
 Deep ensembles (:mod:`.training`), weight-space ensembles that cost about one training run
 (:mod:`.swa`, :mod:`.swag`, :mod:`.snapshot`, :mod:`.soup`), permutation alignment
-(:mod:`.align`, :mod:`.permutations`) and WiSE-FT interpolation (:mod:`.wiseft`). Methods are
+(:mod:`.align`, :mod:`.permutations`), WiSE-FT interpolation (:mod:`.wiseft`) and merging of
+fine-tunes through task vectors (:mod:`.merging`). Methods are
 chosen by name through :mod:`.registry`; settings live in :mod:`.config`.
 """
 

@@ -33,6 +33,7 @@ from choral.distributions import Predictive
 from choral.ensembles import TrainContext
 from choral.ensembles import fit as fit_ensemble
 from choral.ensembles.checkpoint import Checkpoint, Resume
+from choral.ensembles.merging.tall import select_regime
 from choral.ensembles.training import EpochCallback, History, train_members
 from choral.errors import ConfigError, DataError, ModelFileError
 from choral.evaluation.calibration import (
@@ -415,13 +416,16 @@ class Surrogate:
             records=self.records))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> Surrogate:
+    def load(cls, path: str | Path, device: str | torch.device | None = None,
+             regime: str | None = None) -> Surrogate:
         """Rebuild a saved surrogate on ``device`` (default: its ``train.device``, where
         ``auto`` means a GPU when this machine has one); the weights are checked against the
         rebuilt network. A model saved on any device loads on any other.
 
         The stored networks (their number need not be ``train.members``: weight-space methods
-        store samples or a single averaged network) are evaluated as they are.
+        store samples or a single averaged network) are evaluated as they are. ``regime``
+        names a regime of a TALL-masked merged model (``choral merge --method tall``), whose
+        networks are then that regime's ``theta_0 + m_t * tau_MTL``.
         """
         files = read_model_dir(path)
         config = files.config
@@ -450,6 +454,10 @@ class Surrogate:
                                  f"in config.json: expected {want}, found {got}")
         weights = {k: v.to(self.device) for k, v in weights.items()}
         self.params, self.metrics, self.records = own_storage(weights), files.metrics, files.records
+        if regime is not None:
+            records = {k: ({n: t.to(self.device) for n, t in v.items()} if k == "tall" else v)
+                       for k, v in files.records.items()}
+            self.params = own_storage(select_regime(records, regime, self.params))
         self.calibrator = _parsed(calibrator_from_dict, files.calibration, "calibration")
         self.ood_detector = _parsed(OODDetector.from_dict, files.ood, "OOD detector")
         return self

@@ -24,10 +24,10 @@ from pydantic import Field, PositiveInt
 
 from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.evaluation.calibration import METHODS as CALIBRATORS
-from choral.networks.config import ModelConfig, UNetConfig
+from choral.networks.config import FNOConfig, ModelConfig, UNetConfig
 from choral.schema import Strict, read_toml, validate
 
-__all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig",
+__all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig", "FNOConfig",
            "FinetuneConfig", "ModelConfig", "SoupConfig", "TrainConfig", "UNetConfig",
            "WeightSpaceConfig"]
 

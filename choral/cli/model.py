@@ -91,7 +91,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
                                    lazy=streams(data, stream)), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
-    cfg = cfg.updated(**{"model.backbone": backbone})
+    cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=X.ndim > 2)
     checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
     batch_job = not err.is_terminal and not quiet
     with progress() as bar, ExitStack() as files:

@@ -11,5 +11,5 @@ from choral.networks.heads import HEADS, GaussianHead, Head, MDNHead, QuantileHe
 from choral.networks.mlp import MLP
 from choral.networks.unet import UNet
 
-__all__ = ["HEADS", "MLP", "FNOBackbone", "FNOConfig", "GaussianHead", "Head", "MDNHead", "ModelConfig", "QuantileHead",
-           "UNet", "UNetConfig", "build_backbone", "make_head"]
+__all__ = ["HEADS", "MLP", "FNOBackbone", "FNOConfig", "GaussianHead", "Head", "MDNHead",
+           "ModelConfig", "QuantileHead", "UNet", "UNetConfig", "build_backbone", "make_head"]

@@ -34,8 +34,9 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
                             "fields)")
         return MLP(x_shape[0], channels * y_shape[0], cfg.hidden, cfg.activation)
     if len(x_shape) not in (2, 3) or x_shape[1:] != y_shape[1:]:
-        raise DataError(f"the {cfg.backbone} backbone maps fields X (n, c_in, *grid) to Y (n, c_out, *grid) "
-                        f"on the same 1-D or 2-D grid; got X samples {x_shape} and Y {y_shape}")
+        raise DataError(f"the {cfg.backbone} backbone maps fields X (n, c_in, *grid) to Y "
+                        f"(n, c_out, *grid) on the same 1-D or 2-D grid; got X samples {x_shape} "
+                        f"and Y {y_shape}")
     if cfg.backbone == "fno":
         f = cfg.fno
         return FNOBackbone(x_shape[0], channels * y_shape[0], dim=len(x_shape) - 1,

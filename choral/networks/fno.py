@@ -57,9 +57,9 @@ def _spectral_conv() -> type:
             if self.order > 1:
                 xf = torch.fft.fftshift(xf, dim=dims[:-1])
             fft_size = [*sizes[:-1], sizes[-1] // 2 + 1]
-            keep = [min(f, m) for f, m in zip(fft_size, self.n_modes)]
+            keep = [min(f, m) for f, m in zip(fft_size, self.n_modes, strict=True)]
             w_slices, x_slices, pads = [slice(None), slice(None)], [slice(None)] * 2, []
-            for i, (f, k, m) in enumerate(zip(fft_size, keep, self.max_n_modes)):
+            for i, (f, k, m) in enumerate(zip(fft_size, keep, self.max_n_modes, strict=True)):
                 start = m - k
                 last = i == self.order - 1
                 if last:
@@ -98,6 +98,7 @@ class FNOBackbone(nn.Module):
                  layers: int = 4, domain_padding: float = 0.0) -> None:
         super().__init__()
         FNO, _ = _neuralop()
+        self.dim = dim
         self.net = FNO(n_modes=(modes,) * dim, in_channels=c_in, out_channels=c_out,
                        hidden_channels=width, n_layers=layers,
                        domain_padding=domain_padding or None, conv_module=_spectral_conv())
@@ -111,6 +112,14 @@ class FNOBackbone(nn.Module):
                     del owner._parameters[name]
                     setattr(owner, name, None)
                     self._complex.append((owner, name, key))
+
+    def auto_backend(self, device: torch.device | None) -> str:
+        """``loop`` for 2-D grids on the CPU, else ``vmap``: under vmap the 1x1 convolutions
+        of the lifting, skips and projection become grouped convolutions whose backward is
+        slower on the CPU (``benchmarks/fno_backend.py``: 2-D loop 0.8x vmap's time, 1-D vmap
+        0.4x the loop's, 5 members)."""
+        cpu = device is None or device.type == "cpu"
+        return "loop" if self.dim == 2 and cpu else "vmap"
 
     def forward(self, x: Tensor) -> Tensor:
         """(n, c_in, *grid) -> (n, c_out, *grid) on any grid of the same dimension."""

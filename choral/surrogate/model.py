@@ -54,7 +54,6 @@ from choral.networks.members import (
 from choral.normalise import Standardiser
 from choral.storage import ModelFiles, read_model_dir, write_model_dir
 from choral.surrogate.shards import run_shards
-from choral.surrogate.transfer import check_grid, resample_calibrator
 from choral.surrogate.streaming import (
     StandardisedRows,
     is_lazy,
@@ -63,6 +62,7 @@ from choral.surrogate.streaming import (
     take,
 )
 from choral.surrogate.streaming import features as streamed_features
+from choral.surrogate.transfer import check_grid, resample_calibrator
 
 __all__ = ["Surrogate", "member_seeds", "split_indices"]
 
@@ -123,6 +123,7 @@ class Surrogate:
         self.device = resolve_device(cfg.train.device)
         dtype = getattr(torch, cfg.train.dtype)
         X, Y, Xs, Ys = self._standardised(X, Y, dtype)
+        self.config = cfg = cfg.for_data(fields=len(self.x_shape) > 1)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         rest, cal_idx = self._calibration_split(len(X), split_seed)
         train_idx, val_idx = (rest[i] for i in split_indices(len(rest), cfg.train.val_fraction,
@@ -335,8 +336,9 @@ class Surrogate:
 
         Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...); its tensors live on the
         model's device. An FNO model also predicts on grids other than its training grid
-        (:mod:`choral.surrogate.transfer`); the others raise a DataError there. With a calibration (:meth:`calibrate`) and ``calibrated=True`` it is
-        the recalibrated predictive. The networks see ``batch_size`` rows at a time (default:
+        (:mod:`choral.surrogate.transfer`); the others raise a DataError there. With a
+        calibration (:meth:`calibrate`) and ``calibrated=True`` it is the recalibrated
+        predictive. The networks see ``batch_size`` rows at a time (default:
         as many as make 2^20 input values times members, 8 MiB in float64).
         """
         params = self._check_fitted()

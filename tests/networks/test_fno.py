@@ -52,6 +52,9 @@ def test_stacked_members_equal_one_module_each(backend):
         torch.testing.assert_close(out[i], make()(x[i]), rtol=1e-12, atol=1e-12)
 
 
-def test_auto_backend_is_vmap():
-    template, _ = init_members(lambda: FNOBackbone(1, 1, 1, modes=4, width=4, layers=1), [0, 1])
-    assert choose_backend(template, "auto", probe=_x(2, 1, 16)) == "vmap"
+def test_auto_backend_is_the_measured_faster_one():
+    one, _ = init_members(lambda: FNOBackbone(1, 1, 1, modes=4, width=4, layers=1), [0, 1])
+    two, _ = init_members(lambda: FNOBackbone(1, 1, 2, modes=4, width=4, layers=1), [0, 1])
+    assert choose_backend(one, "auto", probe=_x(2, 1, 16)) == "vmap"
+    assert choose_backend(two, "auto", probe=_x(2, 1, 8, 8)) == "loop"
+    assert choose_backend(two, "vmap") == "vmap"

@@ -1,15 +1,16 @@
 """Choose the field training defaults on validation data carved out of a training file.
 
     python benchmarks/field_defaults.py --data ../shared/data/neuralop --set darcy
-        [--members 3] [--epochs 30] [--val 200] [--backbone fno]
+        [--members 3] [--epochs 30] [--val 200] [--rows N] [--backbone fno]
 
-Protocol. The training file of ``--set`` (``{set}_train_16.pt``; the test file is never read) is
-split once (seed 0): ``--val`` samples are set aside as validation data, the rest is handed to
-``Surrogate.fit`` (which itself holds out 10% for calibration and 10% for early stopping). Each
-candidate (learning rate and schedule; the same batch size, epochs and members) is fitted and
-scored on the validation samples: relative L2 of the mean, 90% coverage, NLL, training seconds
-and epochs run. Prints one JSON object; the candidate with the lowest validation relative L2
-becomes the field default (``choral.ensembles.config.FIELD_DEFAULTS``).
+Protocol. The training file of ``--set`` (``{set}_train_16.pt``; the test file is never read)
+is split once (seed 0; only ``--rows`` of it when given): ``--val`` samples are set aside as
+validation data, the rest is handed to ``Surrogate.fit`` (which itself holds out 10% for
+calibration and 10% for early stopping). Each candidate (learning rate and schedule; the same
+batch size, epochs and members) is fitted and scored on the validation samples: relative L2 of
+the mean, 90% coverage, NLL, training seconds and epochs run. Prints one JSON object; the
+candidate with the lowest validation relative L2 is the one to make the field default
+(``choral.ensembles.config.FIELD_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--val", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=None,
+                        help="use only this many rows of the training file (val included)")
     parser.add_argument("--backbone", choices=["fno", "unet"], default="fno")
     parser.add_argument("--modes", type=int, default=8)
     args = parser.parse_args()
@@ -48,7 +51,7 @@ def main() -> None:
     from choral.surrogate import Surrogate
 
     X, Y = load(args.data, args.set, "train")
-    perm = np.random.default_rng(0).permutation(len(X))
+    perm = np.random.default_rng(0).permutation(len(X))[:args.rows]
     val, fit = perm[:args.val], perm[args.val:]
     model = {"backbone": args.backbone}
     if args.backbone == "fno":

@@ -5,7 +5,8 @@
 For a 2-D (16x16) and a 1-D (16 points) FNO (modes 8, width 32, 4 layers, one input channel,
 two output channels as under the Gaussian head), the median seconds of forward + backward of
 all members on ``--batch`` rows each, with ``torch.func.vmap`` over ``functional_call``
-(``backend = "vmap"``) and with one ``functional_call`` per member (``"loop"``), alternating. Prints JSON.
+(``backend = "vmap"``) and with one ``functional_call`` per member (``"loop"``), alternating.
+Prints JSON.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
             help="Ray cluster to join with --backend ray (default: start a local one).")
         ] = None,
         backbone: Annotated[str | None, typer.Option(
-            help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
+            help="mlp (vectors), unet or fno (fields; fno needs the fno extra); default: "
+                 "chosen from the data.")] = None,
         calibration: Annotated[str | None, typer.Option(
             help=f"Calibration on rows held out from training: {', '.join(CALIBRATIONS)}.")
         ] = None,

@@ -2,6 +2,7 @@
 
     python benchmarks/field_defaults.py --data ../shared/data/neuralop --set darcy
         [--members 3] [--epochs 30] [--val 200] [--rows N] [--backbone fno]
+        [--candidates 1e-2:constant 3e-3:cosine 1e-3:cosine]
 
 Protocol. The training file of ``--set`` (``{set}_train_16.pt``; the test file is never read)
 is split once (seed 0; only ``--rows`` of it when given): ``--val`` samples are set aside as
@@ -27,11 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from neuralop_small import load  # noqa: E402
 
-CANDIDATES = [
-    {"lr": 1e-2, "lr_schedule": "constant"},
-    {"lr": 3e-3, "lr_schedule": "cosine"},
-    {"lr": 1e-3, "lr_schedule": "cosine"},
-]
+CANDIDATES = ["1e-2:constant", "3e-3:cosine", "1e-3:cosine"]
+"""``lr:schedule``; the first is the vector default."""
 
 
 def main() -> None:
@@ -45,6 +43,7 @@ def main() -> None:
                         help="use only this many rows of the training file (val included)")
     parser.add_argument("--backbone", choices=["fno", "unet"], default="fno")
     parser.add_argument("--modes", type=int, default=8)
+    parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="lr:schedule ...")
     args = parser.parse_args()
     from choral.config import Config
     from choral.evaluation.metrics import evaluate
@@ -57,7 +56,9 @@ def main() -> None:
     if args.backbone == "fno":
         model["fno"] = {"modes": args.modes}
     rows = []
-    for cand in CANDIDATES:
+    for text in args.candidates:
+        lr, schedule = text.split(":")
+        cand = {"lr": float(lr), "lr_schedule": schedule}
         cfg = Config.from_dict({"model": model, "train": {
             "members": args.members, "epochs": args.epochs, "batch_size": 32, "patience": 20,
             **cand}})

@@ -31,7 +31,7 @@ SWA_SCHEDULES = ("constant", "cyclic")
 """``weightspace.schedule``: collect every epoch at one rate, or at the end of linear cycles."""
 
 
-FIELD_DEFAULTS = {"epochs": 30, "lr": 3e-3, "lr_schedule": "cosine", "patience": 10}
+FIELD_DEFAULTS = {"epochs": 20, "lr": 3e-3, "lr_schedule": "cosine", "patience": 10}
 """``[train]`` defaults for fields (n, c, *grid), in place of the vector ones where a setting
 was not given: a few dozen epochs under a cosine schedule, stopped early after ``patience``
 epochs without a better validation NLL. Chosen on validation data carved out of the Darcy 16
@@ -87,7 +87,7 @@ class TrainConfig(Strict):
         """A copy with :data:`FIELD_DEFAULTS` for the settings that were not given.
 
         >>> TrainConfig().for_fields().epochs, TrainConfig(epochs=7).for_fields().epochs
-        (30, 7)
+        (20, 7)
         """
         unset = {k: v for k, v in FIELD_DEFAULTS.items() if k not in self.model_fields_set}
         return self.model_copy(update=unset)

@@ -343,7 +343,7 @@ class Surrogate:
         """
         params = self._check_fitted()
         X, _ = check_arrays(X)
-        check_grid(self.config.model.backbone, self.x_shape, X.shape[1:])
+        check_grid(self.config.model.backbone, self.x_shape, X.shape)
         first = next(iter(params.values()))
         Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype, device=first.device)
         chunk = batch_size or max(1, 2**20 // (math.prod(X.shape[1:]) * first.shape[0]))
@@ -373,7 +373,7 @@ class Surrogate:
         if not isinstance(X, Tensor):
             raise DataError(f"X must be a tensor of shape (n, {', '.join(map(str, self.x_shape))})"
                             f"; got {type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}")
-        check_grid(self.config.model.backbone, self.x_shape, tuple(X.shape[1:]))
+        check_grid(self.config.model.backbone, self.x_shape, tuple(X.shape))
         first = next(iter(params.values()))
         x_loc, x_scale = (torch.as_tensor(a, dtype=X.dtype, device=X.device)
                           for a in self.x_norm.loc_scale(X.ndim))

@@ -13,7 +13,7 @@ What ties a model to its grid, and how each is handled:
   (``scale``, ``isotonic``) hold as they are.
 
 Examples:
-    >>> check_grid("unet", (1, 16, 16), (1, 32, 32))  # doctest: +ELLIPSIS
+    >>> check_grid("unet", (1, 16, 16), (5, 1, 32, 32))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     choral.errors.DataError: X must have (1, 16, 16) features per sample, as in training; ...
@@ -35,11 +35,12 @@ ANY_GRID = ("fno",)
 """Backbones that predict on a grid other than their training grid."""
 
 
-def check_grid(backbone: str, trained: tuple[int, ...], got: tuple[int, ...]) -> None:
-    """Nothing if samples of shape ``got`` can go through a ``backbone`` trained on ``trained``
-    (the same shape, or for :data:`ANY_GRID` the same channels and grid dimension); else a
-    DataError that says what was expected and why."""
-    if tuple(got) == tuple(trained):
+def check_grid(backbone: str, trained: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """Nothing if inputs of ``shape`` (n, ...) can go through a ``backbone`` trained on samples
+    of shape ``trained`` (the same sample shape, or for :data:`ANY_GRID` the same channels and
+    grid dimension); else a DataError that says what was expected and why."""
+    got = tuple(shape[1:])
+    if got == tuple(trained):
         return
     same_kind = len(trained) >= 2 and len(got) == len(trained) and got[0] == trained[0]
     if backbone in ANY_GRID and same_kind:
@@ -48,7 +49,7 @@ def check_grid(backbone: str, trained: tuple[int, ...], got: tuple[int, ...]) ->
            f"needs model.backbone in {list(ANY_GRID)}: a U-Net's kernels span a fixed number "
            "of cells)" if same_kind else "")
     raise DataError(f"X must have {tuple(trained)} features per sample, as in training; got "
-                    f"samples of shape {tuple(got)}{why}")
+                    f"shape {tuple(shape)}{why}")
 
 
 def _resample(t: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:

@@ -78,13 +78,13 @@ def test_unet_refuses_another_grid_with_a_clear_error():
     cfg = Config.from_dict({"model": {"backbone": "unet", "unet": {"depth": 1, "width": 2}},
                             "train": {"members": 2, "epochs": 1}})
     model = Surrogate(cfg).fit(X, Y)
-    with pytest.raises(DataError, match=r"\(1, 16\).*got samples of shape \(1, 32\).*"
+    with pytest.raises(DataError, match=r"\(1, 16\).*got shape \(3, 1, 32\).*"
                                         r"resolution transfer needs model.backbone"):
         model.predict(shifted(3, 32, seed=1)[0])
 
 
 def test_fno_refuses_other_channels(fitted):
-    with pytest.raises(DataError, match=r"X must have \(1, 16\) features.*\(2, 32\)"):
+    with pytest.raises(DataError, match=r"X must have \(1, 16\) features.*got shape \(2, 2, 32\)$"):
         fitted.predict(np.zeros((2, 2, 32)))
 
 

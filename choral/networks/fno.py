@@ -23,8 +23,6 @@ Examples:
 
 from __future__ import annotations
 
-import threading
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
@@ -32,10 +30,6 @@ from torch.nn import functional
 from choral.errors import ConfigError
 
 __all__ = ["FNOBackbone"]
-
-_SWAP = threading.RLock()
-"""Held while a forward has its complex views set on neuraloperator's modules (shared state), so
-that threads evaluating the same template (e.g. the HTTP service) do not see each other's."""
 
 
 def _neuralop() -> tuple[type, type]:
@@ -129,11 +123,10 @@ class FNOBackbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(n, c_in, *grid) -> (n, c_out, *grid) on any grid of the same dimension."""
-        with _SWAP:
-            try:
-                for owner, name, key in self._complex:
-                    setattr(owner, name, torch.view_as_complex(getattr(self, key)))
-                return self.net(x)
-            finally:  # the complex views must not outlive the call (vmap's batched tensors)
-                for owner, name, _ in self._complex:
-                    setattr(owner, name, None)
+        try:
+            for owner, name, key in self._complex:
+                setattr(owner, name, torch.view_as_complex(getattr(self, key)))
+            return self.net(x)
+        finally:  # the complex views must not outlive the call (vmap's batched tensors)
+            for owner, name, _ in self._complex:
+                setattr(owner, name, None)

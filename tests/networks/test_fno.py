@@ -58,19 +58,3 @@ def test_auto_backend_is_the_measured_faster_one():
     assert choose_backend(one, "auto", probe=_x(2, 1, 16)) == "vmap"
     assert choose_backend(two, "auto", probe=_x(2, 1, 8, 8)) == "loop"
     assert choose_backend(two, "vmap") == "vmap"
-
-
-def test_threads_sharing_a_template_get_their_own_weights():
-    """The complex views are set on shared modules during a forward: two threads evaluating
-    different members through one template must each get what a serial run gives."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    template, params = init_members(lambda: FNOBackbone(1, 1, 1, modes=4, width=4, layers=2),
-                                    [1, 2])
-    forward = member_forward(template, "loop")
-    x = _x(1, 3, 1, 16)
-    one = [{k: v[i:i + 1] for k, v in params.items()} for i in range(2)]
-    serial = [forward(p, x) for p in one]
-    with ThreadPoolExecutor(2) as pool:
-        outs = list(pool.map(lambda i: forward(one[i % 2], x), range(40)))
-    assert all(torch.equal(out, serial[i % 2]) for i, out in enumerate(outs))

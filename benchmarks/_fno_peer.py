@@ -25,10 +25,15 @@ from torch import Tensor
 
 
 class UnitGaussian:
-    """Pointwise ``(x - mean) / (std + eps)`` with statistics over the sample axis (FNO's)."""
+    """Pointwise ``(x - mean) / (std + eps)`` with statistics over the sample axis (FNO's), or
+    with ``pointwise=False`` per channel over samples and grid (neuraloperator 2.0's
+    ``UnitGaussianNormalizer(dim=[0, 2, ...])``), which holds on any grid."""
 
-    def __init__(self, x: Tensor, eps: float = 1e-5) -> None:
-        self.mean, self.std, self.eps = x.mean(0), x.std(0), eps
+    def __init__(self, x: Tensor, eps: float = 1e-5, pointwise: bool = True) -> None:
+        dims = 0 if pointwise else [0, *range(2, x.ndim)]
+        keep = not pointwise
+        self.mean, self.std, self.eps = x.mean(dims, keepdim=keep)[0 if keep else ...], \
+            x.std(dims, keepdim=keep)[0 if keep else ...], eps
 
     def encode(self, x: Tensor) -> Tensor:
         return (x - self.mean) / (self.std + self.eps)
@@ -68,7 +73,8 @@ def _lr_factor(schedule: str, frac: float) -> float:
 
 def train_fno(X: Any, Y: Any, budget: float, fno: dict[str, Any], *, lr: float = 1e-3,
               weight_decay: float = 1e-4, batch_size: int = 20, schedule: str = "cosine",
-              seed: int = 0, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+              seed: int = 0, device: str = "cpu",
+              pointwise: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train an FNO (``build_fno(**fno)``) on ``X``, ``Y`` (n, 1, *grid) for ``budget`` seconds.
 
     Returns (state for :func:`predict_fno`, info with seconds, epochs and parameter count).
@@ -76,7 +82,7 @@ def train_fno(X: Any, Y: Any, budget: float, fno: dict[str, Any], *, lr: float =
     torch.manual_seed(seed)
     X = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
     Y = torch.as_tensor(np.asarray(Y), dtype=torch.float32, device=device)
-    x_norm, y_norm = UnitGaussian(X), UnitGaussian(Y)
+    x_norm, y_norm = UnitGaussian(X, pointwise=pointwise), UnitGaussian(Y, pointwise=pointwise)
     Xn = x_norm.encode(X)
     model = build_fno(**fno).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -24,10 +24,10 @@ from pydantic import Field, PositiveInt, field_validator
 
 from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.evaluation.calibration import METHODS as CALIBRATORS
-from choral.networks.config import ModelConfig, UNetConfig
+from choral.networks.config import FNOConfig, ModelConfig, UNetConfig
 from choral.schema import Strict, read_toml, validate
 
-__all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig",
+__all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig", "FNOConfig",
            "FinetuneConfig", "ModelConfig", "SoupConfig", "TrainConfig", "UNetConfig",
            "WeightSpaceConfig"]
 
@@ -117,14 +117,29 @@ class Config(Strict):
         """A copy with dotted-key overrides applied, e.g. ``updated(**{"train.members": 8})``.
 
         ``None`` values are skipped, so unset command-line flags keep the file's values.
+        Settings never given stay unset (and so open to :meth:`for_data`'s field defaults).
         """
-        values = self.model_dump()
+        values = self.model_dump(exclude_unset=True)
         for key, value in overrides.items():
             if value is None:
                 continue
             *path, name = key.split(".")
             target = values
             for part in path:
-                target = target[part]
+                target = target.setdefault(part, {})
             target[name] = value
         return Config.from_dict(values)
+
+    def for_data(self, fields: bool) -> Config:
+        """This configuration for vectors (itself) or for fields (``fields``): then the
+        ``[train]`` settings not given take their field defaults
+        (:data:`~choral.ensembles.config.FIELD_DEFAULTS`).
+
+        >>> Config().for_data(fields=True).train.lr_schedule
+        'cosine'
+        >>> Config().updated(**{"train.lr": 0.1}).for_data(fields=True).train.lr
+        0.1
+        """
+        if not fields:
+            return self
+        return self.model_copy(update={"train": self.train.for_fields()})

@@ -60,7 +60,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
             help="Ray cluster to join with --backend ray (default: start a local one).")
         ] = None,
         backbone: Annotated[str | None, typer.Option(
-            help="mlp (vectors) or unet (fields); default: chosen from the data.")] = None,
+            help="mlp (vectors), unet or fno (fields; fno needs the fno extra); default: "
+                 "chosen from the data.")] = None,
         calibration: Annotated[str | None, typer.Option(
             help=f"Calibration on rows held out from training: {', '.join(CALIBRATIONS)}.")
         ] = None,
@@ -97,7 +98,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
                                    sample_dim=cfg.data.sample_dim), cfg)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
-    cfg = cfg.updated(**{"model.backbone": backbone})
+    cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=X.ndim > 2)
     checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
     batch_job = not err.is_terminal and not quiet
     with progress() as bar, ExitStack() as files:

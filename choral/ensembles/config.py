@@ -22,13 +22,21 @@ from choral.ensembles.registry import METHODS
 from choral.networks.members import BACKENDS
 from choral.schema import Strict
 
-__all__ = ["LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig", "SoupConfig", "TrainConfig",
-           "WeightSpaceConfig"]
+__all__ = ["FIELD_DEFAULTS", "LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig", "SoupConfig",
+           "TrainConfig", "WeightSpaceConfig"]
 
 LR_SCHEDULES = ("constant", "cosine")
 """``train.lr_schedule``: a constant rate, or cosine annealing to zero over ``train.epochs``."""
 SWA_SCHEDULES = ("constant", "cyclic")
 """``weightspace.schedule``: collect every epoch at one rate, or at the end of linear cycles."""
+
+
+FIELD_DEFAULTS = {"epochs": 20, "lr": 3e-3, "lr_schedule": "cosine", "patience": 10}
+"""``[train]`` defaults for fields (n, c, *grid), in place of the vector ones where a setting
+was not given: a few dozen epochs under a cosine schedule, stopped early after ``patience``
+epochs without a better validation NLL. Chosen on validation data carved out of the Darcy 16
+training file (``benchmarks/field_defaults.py``; figures in ``benchmarks/RESULTS.md``) so that a
+default fit ends in a time comparable to neuraloperator's FNO trained side by side."""
 
 
 class TrainConfig(Strict):
@@ -74,6 +82,15 @@ class TrainConfig(Strict):
     this many epochs ..."""
     checkpoint_seconds: PositiveFloat | None = 60.0
     """... and at the first step after this many seconds since the last save."""
+
+    def for_fields(self) -> TrainConfig:
+        """A copy with :data:`FIELD_DEFAULTS` for the settings that were not given.
+
+        >>> TrainConfig().for_fields().epochs, TrainConfig(epochs=7).for_fields().epochs
+        (20, 7)
+        """
+        unset = {k: v for k, v in FIELD_DEFAULTS.items() if k not in self.model_fields_set}
+        return self.model_copy(update=unset)
 
     @field_validator("ensemble")
     @classmethod

@@ -1,14 +1,15 @@
-"""Member networks: backbones (MLP, U-Net), distribution heads, and stacked members.
+"""Member networks: backbones (MLP, U-Net, FNO), distribution heads, and stacked members.
 
 Members live as one dict of parameters with a leading member axis (:mod:`.members`); a head
 (:mod:`.heads`) turns their stacked outputs into a loss and a predictive distribution.
 """
 
 from choral.networks.build import build_backbone, make_head
-from choral.networks.config import ModelConfig, UNetConfig
+from choral.networks.config import FNOConfig, ModelConfig, UNetConfig
+from choral.networks.fno import FNOBackbone
 from choral.networks.heads import HEADS, GaussianHead, Head, MDNHead, QuantileHead
 from choral.networks.mlp import MLP
 from choral.networks.unet import UNet
 
-__all__ = ["HEADS", "MLP", "GaussianHead", "Head", "MDNHead", "ModelConfig", "QuantileHead",
-           "UNet", "UNetConfig", "build_backbone", "make_head"]
+__all__ = ["HEADS", "MLP", "FNOBackbone", "FNOConfig", "GaussianHead", "Head", "MDNHead",
+           "ModelConfig", "QuantileHead", "UNet", "UNetConfig", "build_backbone", "make_head"]

@@ -11,6 +11,7 @@ from torch import nn
 
 from choral.errors import DataError
 from choral.networks.config import ModelConfig
+from choral.networks.fno import FNOBackbone
 from choral.networks.heads import GaussianHead, Head, MDNHead, QuantileHead
 from choral.networks.mlp import MLP
 from choral.networks.unet import UNet
@@ -23,7 +24,8 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
     """The member network for one sample of shape ``x_shape`` and targets ``y_shape``.
 
     Its output has ``channels`` (the head's) channels per target: (n, channels * m) for the MLP
-    on vectors (n, d), (n, channels * c_out, *grid) for the U-Net on fields (n, c_in, *grid).
+    on vectors (n, d), (n, channels * c_out, *grid) for the U-Net or FNO on fields
+    (n, c_in, *grid).
     """
     if cfg.backbone == "mlp":
         if len(x_shape) != 1 or len(y_shape) != 1:
@@ -32,8 +34,14 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
                             "fields)")
         return MLP(x_shape[0], channels * y_shape[0], cfg.hidden, cfg.activation)
     if len(x_shape) not in (2, 3) or x_shape[1:] != y_shape[1:]:
-        raise DataError(f"the unet backbone maps fields X (n, c_in, *grid) to Y (n, c_out, *grid) "
-                        f"on the same 1-D or 2-D grid; got X samples {x_shape} and Y {y_shape}")
+        raise DataError(f"the {cfg.backbone} backbone maps fields X (n, c_in, *grid) to Y "
+                        f"(n, c_out, *grid) on the same 1-D or 2-D grid; got X samples {x_shape} "
+                        f"and Y {y_shape}")
+    if cfg.backbone == "fno":
+        f = cfg.fno
+        return FNOBackbone(x_shape[0], channels * y_shape[0], dim=len(x_shape) - 1,
+                           modes=f.modes, width=f.width, layers=f.layers,
+                           domain_padding=f.domain_padding)
     u = cfg.unet
     return UNet(x_shape[0], channels * y_shape[0], dim=len(x_shape) - 1, depth=u.depth,
                 width=u.width, multipliers=u.multipliers, norm=u.norm, activation=cfg.activation,

@@ -22,10 +22,10 @@ from choral.networks.mlp import ACTIVATIONS
 from choral.networks.unet import DOWNSAMPLES, KERNEL_SIZES, NORMS, PADDING_MODES, UPSAMPLES
 from choral.schema import Strict
 
-__all__ = ["BACKBONES", "ModelConfig", "UNetConfig"]
+__all__ = ["BACKBONES", "FNOConfig", "ModelConfig", "UNetConfig"]
 
-BACKBONES = ("mlp", "unet")
-"""``mlp`` for vectors (n, d) -> (n, m); ``unet`` for fields (n, c, *grid)."""
+BACKBONES = ("mlp", "unet", "fno")
+"""``mlp`` for vectors (n, d) -> (n, m); ``unet`` and ``fno`` for fields (n, c, *grid)."""
 
 
 class UNetConfig(Strict):
@@ -42,14 +42,29 @@ class UNetConfig(Strict):
     upsample: Literal[UPSAMPLES] = "nearest"
 
 
+class FNOConfig(Strict):
+    """The Fourier neural operator backbone (neuraloperator's ``FNO``, the ``fno`` extra; see
+    :class:`choral.networks.fno.FNOBackbone`). Defaults: the FNO paper's Darcy network."""
+
+    modes: PositiveInt = 12
+    """Fourier modes kept per grid axis."""
+    width: PositiveInt = 32
+    """Hidden channels of the Fourier layers."""
+    layers: PositiveInt = 4
+    """Fourier layers."""
+    domain_padding: float = Field(default=0.0, ge=0, lt=1)
+    """Share of the grid zero-padded on each side (non-periodic problems); 0: none."""
+
+
 class ModelConfig(Strict):
-    """The member network (an MLP for vectors, a U-Net for fields) and its distribution head."""
+    """The member network (an MLP for vectors, a U-Net or FNO for fields) and its head."""
 
     backbone: Literal[BACKBONES] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
     """Hidden widths of the MLP."""
     activation: Literal[tuple(ACTIVATIONS)] = "relu"
     unet: UNetConfig = Field(default_factory=UNetConfig)
+    fno: FNOConfig = Field(default_factory=FNOConfig)
     variance_floor: PositiveFloat = 1e-6
     """Smallest predicted variance, in standardised units."""
     head: Literal[tuple(HEADS)] = "gaussian"

@@ -7,7 +7,8 @@ Members live as one dict of parameters with a leading member axis s (from
 - ``vmap``: ``torch.func.vmap`` over ``functional_call`` for any functional ``nn.Module``;
 - ``loop``: one ``functional_call`` per member, the fallback for modules ``vmap`` cannot handle.
 
-``auto`` picks the first that works, in that order.
+``auto`` picks the first that works, in that order, unless the backbone names its faster one
+(``auto_backend(device)``, e.g. :class:`~choral.networks.fno.FNOBackbone`).
 
 Examples:
     >>> from choral.networks import MLP
@@ -60,6 +61,8 @@ def choose_backend(template: nn.Module, requested: str = "auto",
         return requested
     if hasattr(template, "forward_stacked"):
         return "stacked"
+    if hasattr(template, "auto_backend"):  # the backbone knows which is faster (measured)
+        return template.auto_backend(None if probe is None else probe.device)
     if probe is None:
         return "vmap"
     try:

@@ -63,6 +63,7 @@ from choral.surrogate.streaming import (
     take,
 )
 from choral.surrogate.streaming import features as streamed_features
+from choral.surrogate.transfer import check_grid, resample_calibrator
 
 __all__ = ["Surrogate", "member_seeds", "split_indices"]
 
@@ -123,6 +124,7 @@ class Surrogate:
         self.device = resolve_device(cfg.train.device)
         dtype = getattr(torch, cfg.train.dtype)
         X, Y, Xs, Ys = self._standardised(X, Y, dtype)
+        self.config = cfg = cfg.for_data(fields=len(self.x_shape) > 1)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         rest, cal_idx = self._calibration_split(len(X), split_seed)
         train_idx, val_idx = (rest[i] for i in split_indices(len(rest), cfg.train.val_fraction,
@@ -335,18 +337,18 @@ class Surrogate:
         """The mixture predictive at ``X`` (n, d) or (n, c_in, *grid), in original units.
 
         Its shape is (n, m) or (n, c_out, *grid); members (s, n, ...); its tensors live on the
-        model's device. With a calibration (:meth:`calibrate`) and ``calibrated=True`` it is
-        the recalibrated predictive. The networks see ``batch_size`` rows at a time (default:
+        model's device. An FNO model also predicts on grids other than its training grid
+        (:mod:`choral.surrogate.transfer`); the others raise a DataError there. With a
+        calibration (:meth:`calibrate`) and ``calibrated=True`` it is the recalibrated
+        predictive. The networks see ``batch_size`` rows at a time (default:
         as many as make 2^20 input values times members, 8 MiB in float64).
         """
         params = self._check_fitted()
         X, _ = check_arrays(X)
-        if X.shape[1:] != self.x_shape:
-            raise DataError(f"X must have {self.x_shape} features per sample, as in training; "
-                            f"got shape {X.shape}")
+        check_grid(self.config.model.backbone, self.x_shape, X.shape)
         first = next(iter(params.values()))
         Xs = torch.as_tensor(self.x_norm.transform(X), dtype=first.dtype, device=first.device)
-        chunk = batch_size or max(1, 2**20 // (math.prod(self.x_shape) * first.shape[0]))
+        chunk = batch_size or max(1, 2**20 // (math.prod(X.shape[1:]) * first.shape[0]))
         out = predict_members(self.forward, params, Xs, check_int(chunk, "batch_size", 1))
         loc, scale = self.y_norm.loc_scale(out.ndim - 1)
         pred = self.head.predictive(out).affine(torch.as_tensor(loc), torch.as_tensor(scale))
@@ -370,9 +372,10 @@ class Surrogate:
             (3, 2)
         """
         params = self._check_fitted()
-        if not isinstance(X, Tensor) or tuple(X.shape[1:]) != tuple(self.x_shape):
+        if not isinstance(X, Tensor):
             raise DataError(f"X must be a tensor of shape (n, {', '.join(map(str, self.x_shape))})"
                             f"; got {type(X).__name__} of shape {tuple(getattr(X, 'shape', ()))}")
+        check_grid(self.config.model.backbone, self.x_shape, tuple(X.shape))
         first = next(iter(params.values()))
         x_loc, x_scale = (torch.as_tensor(a, dtype=X.dtype, device=X.device)
                           for a in self.x_norm.loc_scale(X.ndim))
@@ -381,7 +384,8 @@ class Surrogate:
         xs = ((X - x_loc) / x_scale).to(first.device, first.dtype)
         out = self.forward(params, xs.expand(first.shape[0], *xs.shape))
         means = self.head.member_means(out).to(X.device, X.dtype) * y_scale + y_loc
-        factor = scale_factor(self.calibrator, self.y_shape)
+        factor = scale_factor(resample_calibrator(self.calibrator, tuple(means.shape[2:])),
+                              tuple(means.shape[2:]))
         if factor is not None:  # spread about the mean as the predictive's are
             c = factor.to(X.device, X.dtype)
             centre = means.mean(0)
@@ -391,7 +395,9 @@ class Surrogate:
     def apply_calibration(self, pred: Predictive) -> Predictive:
         """The uncalibrated predictive ``pred`` (``predict(X, calibrated=False)``) with the
         calibration applied; ``pred`` itself when the model has none."""
-        return pred if self.calibrator is None else self.calibrator.apply(pred)
+        if self.calibrator is None:
+            return pred
+        return resample_calibrator(self.calibrator, tuple(pred.shape[1:])).apply(pred)
 
     def with_params(self, params: dict[str, Tensor]) -> Surrogate:
         """A copy evaluating the networks ``params`` (s, ...) with this surrogate's config,

@@ -22,8 +22,8 @@ from choral.ensembles.registry import METHODS
 from choral.networks.members import BACKENDS
 from choral.schema import Strict
 
-__all__ = ["LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig", "SoupConfig", "TrainConfig",
-           "WeightSpaceConfig"]
+__all__ = ["LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig", "PosteriorConfig", "SoupConfig",
+           "TrainConfig", "WeightSpaceConfig"]
 
 LR_SCHEDULES = ("constant", "cosine")
 """``train.lr_schedule``: a constant rate, or cosine annealing to zero over ``train.epochs``."""
@@ -114,6 +114,22 @@ class WeightSpaceConfig(Strict):
     """SWAG: networks sampled per SWAG posterior (per member for ``multiswag``)."""
     cycles: PositiveInt = 5
     """Snapshot ensembles: cosine cycles, one network kept at the end of each."""
+
+
+class PosteriorConfig(Strict):
+    """Posterior members for small data (``[posterior]``): randomized prior functions
+    (``train.ensemble = "prior"``, :mod:`choral.ensembles.prior`) and last-layer Laplace
+    (``"laplace"``, :mod:`choral.ensembles.laplace`). Both need the Gaussian head."""
+
+    prior_scale: PositiveFloat = 1.0
+    """``beta``: the random prior network's output (in standardised target units) is
+    multiplied by this before it is added to each member's mean."""
+    samples: PositiveInt = 10
+    """Laplace: networks sampled per member from its last-layer posterior (members x samples
+    networks are stored)."""
+    precision_grid: tuple[float, float] = (1e-4, 1e4)
+    """Laplace: the range searched (on a log grid) for the prior precision that maximises
+    the Laplace marginal likelihood, per member and target."""
 
 
 class SoupConfig(Strict):

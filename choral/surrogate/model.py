@@ -43,7 +43,7 @@ from choral.evaluation.calibration import (
     scale_factor,
 )
 from choral.evaluation.ood import OODDetector, pooled_features
-from choral.networks import build_backbone, make_head
+from choral.networks import build_member, make_head
 from choral.networks.members import (
     choose_backend,
     init_members,
@@ -256,9 +256,12 @@ class Surrogate:
         """Make the head, the member template and the forward; the initial members (s, ...)."""
         self.head = make_head(self.config.model)
 
+        prior = self.config.posterior.prior_scale if self.config.train.ensemble == "prior" \
+            else None
+
         def make() -> torch.nn.Module:
-            return build_backbone(self.config.model, self.x_shape, self.y_shape,
-                                  self.head.channels)
+            return build_member(self.config.model, self.x_shape, self.y_shape,
+                                self.head.channels, prior)
 
         self.template, init_params = init_members(make, init_seeds, dtype)
         self.backend = choose_backend(self.template, self.config.train.backend, probe)
@@ -272,7 +275,7 @@ class Surrogate:
         if self.backend != "loop" or cfg.train.ensemble != "deep":
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
-                               cfg.weightspace, cfg.soup, checkpoint)
+                               cfg.weightspace, cfg.soup, checkpoint, cfg.posterior)
             result = fit_ensemble(cfg.train.ensemble, ctx)
             self.records = dict(result.records)
             return result.params, result.history

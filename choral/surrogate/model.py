@@ -63,7 +63,7 @@ from choral.surrogate.streaming import (
 )
 from choral.surrogate.streaming import features as streamed_features
 
-__all__ = ["Surrogate", "member_seeds", "split_indices"]
+__all__ = ["Surrogate", "member_seeds", "split_indices", "warm_members"]
 
 FORMAT = {"format": "choral-surrogate", "version": 1}
 MIN_CALIBRATION = 10
@@ -106,7 +106,8 @@ class Surrogate:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None, *,
-            checkpoint: str | Path | None = None, resume: Resume = "auto") -> Surrogate:
+            checkpoint: str | Path | None = None, resume: Resume = "auto",
+            warm_start: Surrogate | None = None) -> Surrogate:
         """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
         fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net, then calibrate
         on the rows held out for it (``calibration``); returns ``self``.
@@ -117,17 +118,23 @@ class Surrogate:
         saved there (``train.checkpoint_epochs``, ``train.checkpoint_seconds``) and a
         checkpoint of the same configuration and data is resumed as ``resume`` says
         (:data:`~choral.ensembles.checkpoint.Resume`); the file is removed when fit ends.
+
+        ``warm_start``, a fitted surrogate of the same network, makes training continue from
+        its members (:func:`warm_members`) in its standardised units (its standardisers are
+        kept, so its weights mean the same), instead of from a fresh initialisation.
         """
         cfg = self.config
         self.device = resolve_device(cfg.train.device)
         dtype = getattr(torch, cfg.train.dtype)
-        X, Y, Xs, Ys = self._standardised(X, Y, dtype)
+        X, Y, Xs, Ys = self._standardised(X, Y, dtype, warm_start)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         rest, cal_idx = self._calibration_split(len(X), split_seed)
         train_idx, val_idx = (rest[i] for i in split_indices(len(rest), cfg.train.val_fraction,
                                                              split_seed))
         val = (rows_of(Xs, val_idx), rows_of(Ys, val_idx)) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
+        if warm_start is not None:
+            init_params = warm_members(warm_start, init_params)
         ckpt = None if checkpoint is None else self._checkpoint(checkpoint, len(X), resume)
         self.resumed = ckpt is not None and ckpt.resumed
         start = time.perf_counter()
@@ -191,20 +198,25 @@ class Surrogate:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
         return perm[n_cal:], perm[:n_cal]
 
-    def _standardised(self, X: Any, Y: Any, dtype: torch.dtype) -> tuple:
+    def _standardised(self, X: Any, Y: Any, dtype: torch.dtype,
+                      warm_start: Surrogate | None = None) -> tuple:
         """Checked ``X``, ``Y`` (arrays, or lazy rows: :mod:`~choral.surrogate.streaming`) and
         what training reads: standardised tensors on the device, or lazy rows that read so.
-        Sets the shapes and the standardisers."""
+        Sets the shapes and the standardisers (``warm_start``'s, when given)."""
         if is_lazy(X) or is_lazy(Y):
             if not (is_lazy(X) and is_lazy(Y)) or len(X) != len(Y):
                 raise DataError(f"X and Y must both be HDF5 rows (H5Rows) of the same length; "
                                 f"got {type(X).__name__} and {type(Y).__name__}")
             self.x_norm, self.y_norm = statistics(X, "X"), statistics(Y, "Y")
+            if warm_start is not None:
+                self.x_norm, self.y_norm = warm_start.x_norm, warm_start.y_norm
             Xs, Ys = (StandardisedRows(a, norm, dtype, self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
         else:
             X, Y = check_arrays(X, Y)
             self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
+            if warm_start is not None:
+                self.x_norm, self.y_norm = warm_start.x_norm, warm_start.y_norm
             Xs, Ys = (torch.as_tensor(norm.transform(a), dtype=dtype, device=self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
         self.x_shape, self.y_shape = tuple(X.shape[1:]), tuple(Y.shape[1:])
@@ -455,6 +467,25 @@ class Surrogate:
         self.calibrator = _parsed(calibrator_from_dict, files.calibration, "calibration")
         self.ood_detector = _parsed(OODDetector.from_dict, files.ood, "OOD detector")
         return self
+
+
+def warm_members(previous: Surrogate, init: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Initial members (s, ...) taken from ``previous``'s stored networks, shaped like ``init``.
+
+    ``previous`` stores ``s`` networks (``deep``, ``prior``) or ``s * k`` member-major ones
+    (``multiswag``, ``laplace``: ``k`` samples per member); the first network of each member is
+    taken. Anything else (another network, another member count) is a ConfigError.
+    """
+    params = previous._check_fitted()
+    s = next(iter(init.values())).shape[0]
+    stored = next(iter(params.values())).shape[0]
+    shapes = {k: tuple(v.shape[1:]) for k, v in init.items()}
+    if {k: tuple(v.shape[1:]) for k, v in params.items()} != shapes or stored % s:
+        raise ConfigError(f"warm_start must be a surrogate of the same network with a multiple "
+                          f"of train.members = {s} stored networks; got {stored} networks of "
+                          f"another shape or count")
+    first = init[next(iter(init))]
+    return {k: v[::stored // s].to(first.device, first.dtype).clone() for k, v in params.items()}
 
 
 def _fit_shard(config: dict[str, Any], shapes: tuple, backend: str, X: Tensor, Y: Tensor,

@@ -56,7 +56,6 @@ from choral.errors import ConfigError
 from choral.schema import Strict, describe, read_toml
 from choral.simulators import SIMULATORS, Simulator
 
-
 REFITS = ("cold", "warm")
 """``refit``: train each round's surrogate from scratch, or continue from the last round's."""
 

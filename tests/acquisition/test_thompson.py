@@ -69,3 +69,17 @@ def test_select_batch_and_score_thompson_through_a_predictive():
     assert any(np.allclose(s, -means[i, :, 0]) for i in range(2))
     with pytest.raises(DataError, match="one output value"):
         thompson_batch(_members(np.zeros((2, 3, 2))), 1)
+
+
+def test_thompson_on_a_field_through_an_objective():
+    # one member with (nearly) noise-free 3-value outputs: picks follow its objective's order
+    rng = np.random.default_rng(2)
+    means = rng.normal(size=(1, 15, 3))
+    X = np.arange(15.0)[:, None]
+
+    def fn(x):
+        return GaussianMixture(means, np.full((1, 15, 3), 1e-12))
+
+    idx = select_batch("thompson", fn, X, 4, maximize=True,
+                       objective=lambda y: y.max(-1).values)
+    np.testing.assert_array_equal(idx, np.argsort(-means[0].max(-1))[:4])

@@ -138,9 +138,9 @@ class Ridge:
 
 
 def part_ridge(args) -> dict:
-    """LHS designs of 20, 20 + ``--step``, ..., ``--n-max`` against AL (``variance``, batches
-    of ``--step``) from the first 20, with deep and last-layer Laplace members; test error on
-    4000 uniform points."""
+    """LHS designs of 20, 20 + ``--step``, ..., ``--n-max`` against AL (``--kinds``, default
+    ``variance``, batches of ``--step``) from the first 20, with deep and last-layer Laplace
+    members; test error on 4000 uniform points."""
     sim = Ridge()
     sizes = list(range(20, args.n_max + 1, args.step))
     X_test = sim.sample(4000, seed=12345)
@@ -153,10 +153,11 @@ def part_ridge(args) -> dict:
         lhs_err = [test_error(first, *test)] + [
             fit_error(X := lhs(n, sim.bounds, seed), sim(X), seed, test) for n in sizes[1:]]
         run = {"seed": seed, "lhs": lhs_err}
-        for name, method in (("variance", "deep"), ("variance_laplace", "laplace")):
-            run[name] = al_curve("variance", X0, Y0, first, sim, sizes, seed, test,
-                                 method=method)
-            run[f"{name}_needs"] = needed(sizes, run[name], lhs_err[-1])
+        for kind in args.kinds:
+            for name, method in ((kind, "deep"), (f"{kind}_laplace", "laplace")):
+                run[name] = al_curve(kind, X0, Y0, first, sim, sizes, seed, test,
+                                     method=method)
+                run[f"{name}_needs"] = needed(sizes, run[name], lhs_err[-1])
         runs.append(run)
         print(json.dumps(run), flush=True)
     return {"sizes": sizes, "runs": runs, "lhs_needs": sizes[-1]}
@@ -354,6 +355,7 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
     p.add_argument("--samples", type=int, default=10, help="laplace networks per member")
     p.add_argument("--prior-scale", type=float, default=1.0, help="posterior.prior_scale")
+    p.add_argument("--kinds", nargs="+", default=["variance"], help="ridge: AL acquisitions")
     p.add_argument("--step", type=int, default=20, help="ridge: design size step (AL batch)")
     p.add_argument("--ridge-width", type=float, default=0.1, help="width of the ridge")
     p.add_argument("--pool", type=int, default=2000, help="candidates: this many LHS + local")

@@ -133,8 +133,11 @@ class Surrogate:
                                                              split_seed))
         val = (rows_of(Xs, val_idx), rows_of(Ys, val_idx)) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
+        self._warm_key = None
         if warm_start is not None:
             init_params = warm_members(warm_start, init_params)
+            self._warm_key = hashlib.sha256(b"".join(
+                v.detach().cpu().numpy().tobytes() for v in init_params.values())).hexdigest()
         ckpt = None if checkpoint is None else self._checkpoint(checkpoint, len(X), resume)
         self.resumed = ckpt is not None and ckpt.resumed
         start = time.perf_counter()
@@ -177,12 +180,15 @@ class Surrogate:
 
     def _fingerprint(self, n: int) -> str:
         """What a checkpoint must match to be resumed: the configuration (but where and how
-        often it checkpoints) and the data, by its row count and exact statistics."""
+        often it checkpoints), the data, by its row count and exact statistics, and the
+        members a warm fit starts from."""
         config = self.config.model_dump()
         for key in ("device", "checkpoint_epochs", "checkpoint_seconds", "cluster", "address"):
             config["train"].pop(key)
         content = {"config": config, "n": n, "x": self.x_norm.to_dict(),
                    "y": self.y_norm.to_dict(), "shapes": [self.x_shape, self.y_shape]}
+        if getattr(self, "_warm_key", None) is not None:  # a warm fit starts from these members
+            content["warm_start"] = self._warm_key
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def _calibration_split(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -207,16 +213,14 @@ class Surrogate:
             if not (is_lazy(X) and is_lazy(Y)) or len(X) != len(Y):
                 raise DataError(f"X and Y must both be HDF5 rows (H5Rows) of the same length; "
                                 f"got {type(X).__name__} and {type(Y).__name__}")
-            self.x_norm, self.y_norm = statistics(X, "X"), statistics(Y, "Y")
-            if warm_start is not None:
-                self.x_norm, self.y_norm = warm_start.x_norm, warm_start.y_norm
+            self.x_norm, self.y_norm = (statistics(X, "X"), statistics(Y, "Y")) \
+                if warm_start is None else (warm_start.x_norm, warm_start.y_norm)
             Xs, Ys = (StandardisedRows(a, norm, dtype, self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
         else:
             X, Y = check_arrays(X, Y)
-            self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
-            if warm_start is not None:
-                self.x_norm, self.y_norm = warm_start.x_norm, warm_start.y_norm
+            self.x_norm, self.y_norm = (Standardiser.fit(X), Standardiser.fit(Y)) \
+                if warm_start is None else (warm_start.x_norm, warm_start.y_norm)
             Xs, Ys = (torch.as_tensor(norm.transform(a), dtype=dtype, device=self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
         self.x_shape, self.y_shape = tuple(X.shape[1:]), tuple(Y.shape[1:])

@@ -296,6 +296,32 @@ def part_bo(args) -> dict:
             range(args.evals // args.q + 1)], "runs": runs, "summary": summary}
 
 
+# -- high throughput: many evaluations in large batches, equal wall clock ----------------------
+def part_throughput(args) -> dict:
+    """Minimise ``--problem`` from ``--initial`` LHS points in batches of ``--q`` until
+    ``--evals`` evaluations or ``--budget-s`` seconds of method time, whichever comes first;
+    each method gets the same wall-clock budget. Records (evaluations, seconds, best)."""
+    f, bounds, opt = problem(args.problem)
+    runs = []
+    for seed in range(args.seed0, args.seed0 + args.seeds):
+        for method in args.methods:
+            X = lhs(args.initial, bounds, seed)
+            Y = f(X)
+            trace, seconds, it = [(len(X), 0.0, float(Y.min()))], 0.0, 0
+            while len(X) < args.initial + args.evals and seconds < args.budget_s:
+                start = time.perf_counter()
+                Xn = METHODS[method](X, Y, bounds, args.q, seed, it)
+                seconds += time.perf_counter() - start
+                X, Y = np.concatenate([X, Xn]), np.concatenate([Y, f(Xn)])
+                trace.append((len(X), round(seconds, 2), float(Y.min())))
+                it += 1
+                print(json.dumps({"method": method, "seed": seed, "at": trace[-1]}), flush=True)
+            runs.append({"method": method, "seed": seed, "trace": trace,
+                         "regret": trace[-1][2] - opt})
+            print(json.dumps(runs[-1]), flush=True)
+    return {"problem": args.problem, "optimum": opt, "runs": runs}
+
+
 # -- cold vs warm refit time ------------------------------------------------------------------
 def part_refit(args) -> dict:
     """Seconds of one refit on 50 Hartmann-6 points after a fit on the first 46: cold (300
@@ -342,7 +368,8 @@ def part_timing(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["al", "bo", "timing", "ridge", "refit"], required=True)
+    p.add_argument("--part", choices=["al", "bo", "timing", "ridge", "refit", "throughput"],
+                   required=True)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--seed0", type=int, default=0, help="first seed, to split runs")
     p.add_argument("--n-max", type=int, default=160)
@@ -356,6 +383,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=10, help="laplace networks per member")
     p.add_argument("--prior-scale", type=float, default=1.0, help="posterior.prior_scale")
     p.add_argument("--kinds", nargs="+", default=["variance"], help="ridge: AL acquisitions")
+    p.add_argument("--initial", type=int, default=100, help="throughput: initial LHS points")
+    p.add_argument("--budget-s", type=float, default=600.0, help="throughput: seconds/method")
     p.add_argument("--step", type=int, default=20, help="ridge: design size step (AL batch)")
     p.add_argument("--ridge-width", type=float, default=0.1, help="width of the ridge")
     p.add_argument("--pool", type=int, default=2000, help="candidates: this many LHS + local")
@@ -366,7 +395,7 @@ def main() -> None:
         args.members, args.samples, args.prior_scale, args.pool, args.ridge_width)
     start = time.perf_counter()
     parts = {"al": part_al, "bo": part_bo, "timing": part_timing, "ridge": part_ridge,
-             "refit": part_refit}
+             "refit": part_refit, "throughput": part_throughput}
     result = {"part": parts[args.part](args)}
     result.update(seconds=round(time.perf_counter() - start, 1), threads=args.threads,
                   machine=platform.machine(), torch=torch.__version__,

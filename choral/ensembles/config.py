@@ -127,9 +127,16 @@ class PosteriorConfig(Strict):
     samples: PositiveInt = 10
     """Laplace: networks sampled per member from its last-layer posterior (members x samples
     networks are stored)."""
-    precision_grid: tuple[float, float] = (1e-4, 1e4)
-    """Laplace: the range searched (on a log grid) for the prior precision that maximises
-    the Laplace marginal likelihood, per member and target."""
+    precision_grid: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e4)
+    """Laplace: the range [low, high] searched (on a log grid of 401 points) for the prior
+    precision that maximises the Laplace marginal likelihood, per member."""
+
+    @field_validator("precision_grid")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"expected [low, high] with low <= high; got {list(value)}")
+        return value
 
 
 class SoupConfig(Strict):

@@ -19,6 +19,11 @@ and writes it to ``--out`` (default ``benchmarks/campaign_results/<part>.json``)
   Target: regret comparable to the GP on Hartmann-6, better on Ackley-20.
 - ``timing``: one fit + acquire iteration (q=4) on 500 and 2000 random Hartmann-6 observations,
   GP vs choral ensemble. Target: the ensemble >= 5x faster at 2000.
+- Issue 15: ``bo`` methods ``ts_*`` (batch Thompson sampling) and ``ei_*`` on ``deep``,
+  ``prior`` (randomized prior functions) and ``laplace`` (last-layer Laplace) members, ``*_warm``
+  (warm-started refits); ``ridge`` (AL on a sharp curved ridge in 4-D, vs LHS); ``refit`` (one
+  cold vs warm refit, seconds); ``throughput`` (batches of ``--q`` until ``--evals`` or
+  ``--budget-s`` seconds, the same wall clock per method).
 
     PYTHONPATH=. python benchmarks/campaign.py --part al --seeds 2
     PYTHONPATH=. python benchmarks/campaign.py --part bo --problem hartmann6 --seeds 2

@@ -46,3 +46,25 @@ def test_warm_members_take_the_first_network_of_each_member():
         assert torch.equal(got[k], v[[0, 3]])
     with pytest.raises(ConfigError, match="warm_start"):
         warm_members(lap, {k: v[:4] for k, v in lap.params.items()})  # 6 is not a multiple
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_cold_checkpoint_is_not_resumed_by_a_warm_fit(tmp_path):
+    X, Y = data()
+    first = Surrogate(cfg()).fit(X, Y)
+    path = tmp_path / "fit.checkpoint"
+    settings = cfg(**{"train.checkpoint_epochs": 1, "train.checkpoint_seconds": None})
+
+    def stop(epoch, *_):
+        if epoch == 3:
+            raise Stop
+
+    with pytest.raises(Stop):  # a cold fit stopped mid-way leaves its checkpoint
+        Surrogate(settings).fit(X, Y, stop, checkpoint=path)
+    assert path.exists()
+    with pytest.raises(ConfigError, match="another configuration"):
+        Surrogate(settings).fit(X, Y, checkpoint=path, resume="require", warm_start=first)
+    Surrogate(settings).fit(X, Y, checkpoint=path, resume="require")  # the cold one resumes

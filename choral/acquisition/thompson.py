@@ -56,7 +56,7 @@ def thompson_batch(m: Members, k: int, *, maximize: bool = False, seed: int = 0)
     if m.means.ndim != 3 or m.means.shape[-1] != 1:
         raise DataError(f"thompson needs one output value per sample, means (s, n, 1); got "
                         f"shape {tuple(m.means.shape)}: pass objective= to reduce the outputs")
-    s, n = m.means.shape[:2]
+    n = m.means.shape[1]
     k = check_int(k, "k", minimum=1, maximum=n)
     if m.weights.ndim != 1:
         raise DataError(f"thompson needs one weight per member (s,); got weights shaped "

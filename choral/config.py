@@ -1,7 +1,8 @@
 """The whole configuration of a surrogate, assembled from the settings each stage owns.
 
 Configuration lives in TOML files with the tables ``[model]`` (:mod:`choral.networks.config`),
-``[train]``, ``[weightspace]``, ``[soup]``, ``[finetune]`` (:mod:`choral.ensembles.config`),
+``[train]``, ``[weightspace]``, ``[soup]``, ``[posterior]``, ``[finetune]``
+(:mod:`choral.ensembles.config`),
 ``[calibration]`` and ``[data]`` (below). An unknown key or a bad value is a
 :class:`~choral.errors.ConfigError` that names the key, the value and what was expected.
 
@@ -22,14 +23,20 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
-from choral.ensembles.config import FinetuneConfig, SoupConfig, TrainConfig, WeightSpaceConfig
+from choral.ensembles.config import (
+    FinetuneConfig,
+    PosteriorConfig,
+    SoupConfig,
+    TrainConfig,
+    WeightSpaceConfig,
+)
 from choral.evaluation.calibration import METHODS as CALIBRATORS
 from choral.networks.config import FNOConfig, ModelConfig, UNetConfig
 from choral.schema import Strict, read_toml, validate
 
 __all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig", "FNOConfig",
-           "FinetuneConfig", "ModelConfig", "SoupConfig", "TrainConfig", "UNetConfig",
-           "WeightSpaceConfig"]
+           "FinetuneConfig", "ModelConfig", "PosteriorConfig", "SoupConfig", "TrainConfig",
+           "UNetConfig", "WeightSpaceConfig"]
 
 
 class DataConfig(Strict):
@@ -100,6 +107,7 @@ class Config(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     weightspace: WeightSpaceConfig = Field(default_factory=WeightSpaceConfig)
     soup: SoupConfig = Field(default_factory=SoupConfig)
+    posterior: PosteriorConfig = Field(default_factory=PosteriorConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
 

@@ -1,9 +1,10 @@
 """Acquisition functions on the predictive: which inputs to simulate next.
 
 :func:`score` gives one number per candidate for a kind in :data:`KINDS` (``variance``,
-``epistemic``, ``ivr``, ``ei``, ``logei``, ``ucb``, ``lcb``); :func:`select_batch` picks ``k``
-distinct candidates greedily, conditioning the ensemble members on each pick (refit-free
-kriging-believer fantasies), so a batch spreads. Closed forms live in
+``epistemic``, ``ivr``, ``ei``, ``logei``, ``ucb``, ``lcb``, ``thompson``);
+:func:`select_batch` picks ``k`` distinct candidates greedily, conditioning the ensemble
+members on each pick (refit-free kriging-believer fantasies), so a batch spreads; ``thompson``
+draws one member function per pick instead (:func:`thompson_batch`). Closed forms live in
 :mod:`choral.acquisition.closed_forms`.
 
 Examples:
@@ -24,6 +25,7 @@ from choral.acquisition.closed_forms import (
     mixture_log_ei,
 )
 from choral.acquisition.scores import KINDS, MAXIMISED, members_of, score
+from choral.acquisition.thompson import thompson_batch
 
 __all__ = [
     "KINDS",
@@ -36,4 +38,5 @@ __all__ = [
     "mixture_log_ei",
     "score",
     "select_batch",
+    "thompson_batch",
 ]

@@ -45,6 +45,7 @@ from choral.acquisition.scores import (
     members_of,
     score_members,
 )
+from choral.acquisition.thompson import thompson_batch
 from choral.checks import check_int
 from choral.distributions import Members, Predictive
 from choral.errors import DataError
@@ -104,12 +105,16 @@ def select_batch(kind: str, predictive_fn: Callable[[np.ndarray], Predictive], c
     ``predictive_fn(X) -> Predictive`` (e.g. ``surrogate.predict``) is called once on the
     candidates and, for ``ivr``, once on ``reference`` (r, d) (default: the candidates). Each
     pick maximises the score of :func:`choral.acquisition.score` (minimises it for ``lcb``) on
-    the members conditioned on the previous picks (:func:`condition`).
+    the members conditioned on the previous picks (:func:`condition`). ``thompson`` instead
+    draws one member function per pick (:func:`~choral.acquisition.thompson.thompson_batch`,
+    seeded by ``seed``).
     """
     kind = check_kind(kind)
     X = _rows(candidates, "candidates")
     n, k = len(X), check_int(k, "k", minimum=1, maximum=len(X))  # picks among the candidates
     m = members_of(_predict(predictive_fn, X, "candidates"), objective, seed=seed)
+    if kind == "thompson":
+        return thompson_batch(m, k, maximize=maximize, seed=seed).cpu().numpy()
     points = X
     if kind == "ivr" and reference is not None:  # condition candidates and reference together
         R = _rows(reference, "reference")

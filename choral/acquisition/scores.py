@@ -11,7 +11,10 @@ kinds:
   ensemble: ``cov(c, r)^2 / (epistemic(c) + aleatoric(c))``), summed over outputs;
 - ``ei`` / ``logei``: expected improvement over ``best`` of the mixture (exact: a weighted sum of
   Gaussian EIs) and its logarithm (finite where EI underflows); need ``p = 1``;
-- ``ucb`` / ``lcb``: ``mean + beta * std`` and ``mean - beta * std`` (total std); need ``p = 1``.
+- ``ucb`` / ``lcb``: ``mean + beta * std`` and ``mean - beta * std`` (total std); need ``p = 1``;
+- ``thompson``: one member's mean function, the member drawn with probability its weight from
+  ``seed`` (negated when minimising, so larger is better); need ``p = 1``. Batches draw a member
+  per slot (:mod:`choral.acquisition.thompson`).
 
 Larger is better for every kind except ``lcb``, which is minimised (:data:`MAXIMISED`); ``ucb``
 suits maximisation and ``lcb`` minimisation whatever ``maximize`` says.
@@ -40,12 +43,13 @@ import torch
 from torch import Tensor
 
 from choral.acquisition.closed_forms import mixture_ei, mixture_log_ei
+from choral.acquisition.thompson import draw_members
 from choral.distributions import Members, Predictive
 from choral.errors import ConfigError, DataError
 
 __all__ = ["KINDS", "MAXIMISED", "members_of", "score", "score_members"]
 
-KINDS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb")
+KINDS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb", "thompson")
 MAXIMISED = {kind: kind != "lcb" for kind in KINDS}
 _F64 = torch.float64
 
@@ -100,8 +104,9 @@ def default_best(m: Members, maximize: bool) -> float:
 
 
 def score_members(kind: str, m: Members, *, best: float | None = None, maximize: bool = False,
-                  beta: float = 2.0, reference: Members | None = None) -> Tensor:
-    """The ``kind`` score (n,) of members ``m`` (see the module); ``reference`` for ``ivr``."""
+                  beta: float = 2.0, reference: Members | None = None, seed: int = 0) -> Tensor:
+    """The ``kind`` score (n,) of members ``m`` (see the module); ``reference`` for ``ivr``,
+    ``seed`` for ``thompson``'s member draw."""
     if kind == "variance":
         return (m.aleatoric + m.epistemic).sum(-1)
     if kind == "epistemic":
@@ -109,6 +114,9 @@ def score_members(kind: str, m: Members, *, best: float | None = None, maximize:
     if kind == "ivr":
         return _ivr(m, m if reference is None else reference)
     _scalar(m, kind)
+    if kind == "thompson":
+        drawn = m.means[draw_members(m.weights, 1, seed).item(), :, 0]
+        return drawn if maximize else -drawn
     if kind in ("ucb", "lcb"):
         std = (m.aleatoric + m.epistemic).sqrt()
         return (m.mean + (beta if kind == "ucb" else -beta) * std)[:, 0]
@@ -144,4 +152,5 @@ def score(kind: str, predictive: Predictive, *, best: float | None = None,
     kind = check_kind(kind)
     m = members_of(predictive, objective, seed=seed)
     ref = None if reference is None else members_of(reference, objective, seed=seed + 1)
-    return score_members(kind, m, best=best, maximize=maximize, beta=beta, reference=ref)
+    return score_members(kind, m, best=best, maximize=maximize, beta=beta, reference=ref,
+                         seed=seed)

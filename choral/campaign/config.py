@@ -10,6 +10,8 @@ A ``campaign.toml`` looks like this (every key but ``[simulator]`` and ``bounds`
     acquisition = "variance"
     candidates = 512                    # random candidates scored per round
     budget = 24                         # simulator runs in all (failed ones count)
+    refit = "cold"                      # or "warm": continue from the last round's members
+    warm_fraction = 0.3                 # a warm refit runs this share of train.epochs
 
     [simulator]
     builtin = "branin"    # or function = "pkg.mod:f", or command = "sh run {input} {output}"
@@ -53,6 +55,9 @@ from choral.config import Config
 from choral.errors import ConfigError
 from choral.schema import Strict, describe, read_toml
 from choral.simulators import SIMULATORS, Simulator
+
+REFITS = ("cold", "warm")
+"""``refit``: train each round's surrogate from scratch, or continue from the last round's."""
 
 
 def _explain(exc: ValidationError) -> str:
@@ -116,6 +121,11 @@ class CampaignConfig(_Strict):
     maximize: bool = False
     candidates: PositiveInt = 512
     budget: PositiveInt = 32
+    refit: Literal[REFITS] = "cold"
+    """``cold``: every round trains fresh members; ``warm``: a round's members start from the
+    previous round's (in its standardised units) and train ``warm_fraction`` of
+    ``train.epochs`` (the default was chosen by ``benchmarks/campaign.py --part warm``)."""
+    warm_fraction: float = Field(default=0.3, gt=0, le=1)
     stop: StopConfig = Field(default_factory=StopConfig)
     surrogate: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,7 +1,8 @@
 """The campaign loop: run what is pending, fit, propose the next batch, repeat; resumable.
 
 Round 0 is the initial design. Round ``r >= 1`` fits a surrogate on every done run (seeded by the
-campaign seed and ``r``), saves it to ``models/round_r`` and proposes its batch from candidates
+campaign seed and ``r``; with ``refit = "warm"`` continuing from round ``r - 1``'s saved model),
+saves it to ``models/round_r`` and proposes its batch from candidates
 seeded the same way, so a campaign is a function of its config, and a resumed campaign (which
 reloads a saved round model rather than refitting it) makes the same choices as one that never
 stopped.
@@ -45,9 +46,12 @@ def round_seed(seed: int, r: int) -> int:
     return int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
 
 
-def fit_round(config: Config, X: np.ndarray, Y: np.ndarray, out_dir: str) -> str:
-    """Fit a surrogate on ``X`` (n, d), ``Y`` (n, m) and save it to ``out_dir`` (a Ray task too)."""
-    Surrogate(config).fit(X, Y).save(out_dir)
+def fit_round(config: Config, X: np.ndarray, Y: np.ndarray, out_dir: str,
+              warm_from: str | None = None) -> str:
+    """Fit a surrogate on ``X`` (n, d), ``Y`` (n, m) and save it to ``out_dir`` (a Ray task
+    too); with ``warm_from`` (a saved round model) training continues from its members."""
+    warm = None if warm_from is None else Surrogate.load(warm_from)
+    Surrogate(config).fit(X, Y, warm_start=warm).save(out_dir)
     return out_dir
 
 
@@ -172,7 +176,12 @@ class _Loop:
         out = self.workdir / "models" / f"round_{r}"
         if not (out / "weights.safetensors").is_file():  # saved whole or not at all (atomic)
             config = self.cfg.surrogate_config().updated(**{"train.seed": seed % 2**31})
-            self.backend.fit(fit_round, config, X, Y, str(out))
+            prev = self.workdir / "models" / f"round_{r - 1}"
+            warm = self.cfg.refit == "warm" and (prev / "weights.safetensors").is_file()
+            if warm:
+                epochs = max(1, round(self.cfg.warm_fraction * config.train.epochs))
+                config = config.updated(**{"train.epochs": epochs})
+            self.backend.fit(fit_round, config, X, Y, str(out), str(prev) if warm else None)
         return Surrogate.load(out)
 
 

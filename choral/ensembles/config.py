@@ -22,7 +22,8 @@ from choral.ensembles.registry import METHODS
 from choral.networks.members import BACKENDS
 from choral.schema import Strict
 
-__all__ = ["FIELD_DEFAULTS", "LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig", "SoupConfig",
+__all__ = ["FIELD_DEFAULTS", "LR_SCHEDULES", "SWA_SCHEDULES", "FinetuneConfig",
+           "PosteriorConfig", "SoupConfig",
            "TrainConfig", "WeightSpaceConfig"]
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -131,6 +132,29 @@ class WeightSpaceConfig(Strict):
     """SWAG: networks sampled per SWAG posterior (per member for ``multiswag``)."""
     cycles: PositiveInt = 5
     """Snapshot ensembles: cosine cycles, one network kept at the end of each."""
+
+
+class PosteriorConfig(Strict):
+    """Posterior members for small data (``[posterior]``): randomized prior functions
+    (``train.ensemble = "prior"``, :mod:`choral.ensembles.prior`) and last-layer Laplace
+    (``"laplace"``, :mod:`choral.ensembles.laplace`). Both need the Gaussian head."""
+
+    prior_scale: PositiveFloat = 1.0
+    """``beta``: the random prior network's output (in standardised target units) is
+    multiplied by this before it is added to each member's mean."""
+    samples: PositiveInt = 10
+    """Laplace: networks sampled per member from its last-layer posterior (members x samples
+    networks are stored)."""
+    precision_grid: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e4)
+    """Laplace: the range [low, high] searched (on a log grid of 401 points) for the prior
+    precision that maximises the Laplace marginal likelihood, per member."""
+
+    @field_validator("precision_grid")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"expected [low, high] with low <= high; got {list(value)}")
+        return value
 
 
 class SoupConfig(Strict):

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from choral.ensembles.checkpoint import Checkpoint
-from choral.ensembles.config import SoupConfig, TrainConfig, WeightSpaceConfig
+from choral.ensembles.config import PosteriorConfig, SoupConfig, TrainConfig, WeightSpaceConfig
 from choral.ensembles.training import EpochCallback, History, Loss
 from choral.networks.members import Forward
 
@@ -36,6 +36,7 @@ class TrainContext:
     checkpoint: Checkpoint | None = None
     """Where every :func:`~choral.ensembles.training.train_members` call of the method saves
     and resumes its state (pass it on to each call)."""
+    posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
 
 
 @dataclass

@@ -4,12 +4,14 @@ Members live as one dict of parameters with a leading member axis (:mod:`.member
 (:mod:`.heads`) turns their stacked outputs into a loss and a predictive distribution.
 """
 
-from choral.networks.build import build_backbone, make_head
+from choral.networks.build import build_backbone, build_member, make_head
 from choral.networks.config import FNOConfig, ModelConfig, UNetConfig
 from choral.networks.fno import FNOBackbone
 from choral.networks.heads import HEADS, GaussianHead, Head, MDNHead, QuantileHead
 from choral.networks.mlp import MLP
+from choral.networks.prior import PriorNet
 from choral.networks.unet import UNet
 
 __all__ = ["HEADS", "MLP", "FNOBackbone", "FNOConfig", "GaussianHead", "Head", "MDNHead",
-           "ModelConfig", "QuantileHead", "UNet", "UNetConfig", "build_backbone", "make_head"]
+           "ModelConfig", "PriorNet", "QuantileHead", "UNet", "UNetConfig", "build_backbone",
+           "build_member", "make_head"]

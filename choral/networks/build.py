@@ -9,14 +9,15 @@ import math
 
 from torch import nn
 
-from choral.errors import DataError
+from choral.errors import ConfigError, DataError
 from choral.networks.config import ModelConfig
 from choral.networks.fno import FNOBackbone
 from choral.networks.heads import GaussianHead, Head, MDNHead, QuantileHead
 from choral.networks.mlp import MLP
+from choral.networks.prior import PriorNet
 from choral.networks.unet import UNet
 
-__all__ = ["build_backbone", "make_head"]
+__all__ = ["build_backbone", "build_member", "make_head"]
 
 
 def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[int, ...],
@@ -47,6 +48,21 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
                 width=u.width, multipliers=u.multipliers, norm=u.norm, activation=cfg.activation,
                 padding_mode=u.padding_mode, kernel_size=u.kernel_size,
                 downsample=u.downsample, upsample=u.upsample)
+
+
+def build_member(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[int, ...],
+                 channels: int = 2, prior_scale: float | None = None) -> nn.Module:
+    """The backbone (:func:`build_backbone`), or with ``prior_scale`` a
+    :class:`~choral.networks.prior.PriorNet`: the backbone plus a random prior network of the
+    same architecture (one output channel per target) times ``prior_scale``, added to the
+    means. Only the Gaussian head puts its means in the first channels."""
+    net = build_backbone(cfg, x_shape, y_shape, channels)
+    if prior_scale is None:
+        return net
+    if cfg.head != "gaussian":
+        raise ConfigError(f"a random prior network adds to the means of the gaussian head; "
+                          f"model.head must be 'gaussian' with it, got {cfg.head!r}")
+    return PriorNet(net, build_backbone(cfg, x_shape, y_shape, 1), prior_scale)
 
 
 def make_head(cfg: ModelConfig) -> Head:

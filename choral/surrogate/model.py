@@ -44,7 +44,7 @@ from choral.evaluation.calibration import (
     scale_factor,
 )
 from choral.evaluation.ood import OODDetector, pooled_features
-from choral.networks import build_backbone, make_head
+from choral.networks import build_member, make_head
 from choral.networks.members import (
     choose_backend,
     init_members,
@@ -65,7 +65,7 @@ from choral.surrogate.streaming import (
 from choral.surrogate.streaming import features as streamed_features
 from choral.surrogate.transfer import check_grid, resample_calibrator
 
-__all__ = ["Surrogate", "member_seeds", "split_indices"]
+__all__ = ["Surrogate", "member_seeds", "split_indices", "warm_members"]
 
 FORMAT = {"format": "choral-surrogate", "version": 1}
 MIN_CALIBRATION = 10
@@ -108,7 +108,8 @@ class Surrogate:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None, *,
-            checkpoint: str | Path | None = None, resume: Resume = "auto") -> Surrogate:
+            checkpoint: str | Path | None = None, resume: Resume = "auto",
+            warm_start: Surrogate | None = None) -> Surrogate:
         """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
         fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net, then calibrate
         on the rows held out for it (``calibration``); returns ``self``.
@@ -119,11 +120,15 @@ class Surrogate:
         saved there (``train.checkpoint_epochs``, ``train.checkpoint_seconds``) and a
         checkpoint of the same configuration and data is resumed as ``resume`` says
         (:data:`~choral.ensembles.checkpoint.Resume`); the file is removed when fit ends.
+
+        ``warm_start``, a fitted surrogate of the same network, makes training continue from
+        its members (:func:`warm_members`) in its standardised units (its standardisers are
+        kept, so its weights mean the same), instead of from a fresh initialisation.
         """
         cfg = self.config
         self.device = resolve_device(cfg.train.device)
         dtype = getattr(torch, cfg.train.dtype)
-        X, Y, Xs, Ys = self._standardised(X, Y, dtype)
+        X, Y, Xs, Ys = self._standardised(X, Y, dtype, warm_start)
         self.config = cfg = cfg.for_data(fields=len(self.x_shape) > 1)
         init_seeds, batch_seeds, split_seed = member_seeds(cfg.train.seed, cfg.train.members)
         rest, cal_idx = self._calibration_split(len(X), split_seed)
@@ -131,6 +136,11 @@ class Surrogate:
                                                              split_seed))
         val = (rows_of(Xs, val_idx), rows_of(Ys, val_idx)) if len(val_idx) else (None, None)
         init_params = self._build(init_seeds, dtype, probe=Xs[:2])
+        self._warm_key = None
+        if warm_start is not None:
+            init_params = warm_members(warm_start, init_params)
+            self._warm_key = hashlib.sha256(b"".join(
+                v.detach().cpu().numpy().tobytes() for v in init_params.values())).hexdigest()
         ckpt = None if checkpoint is None else self._checkpoint(checkpoint, len(X), resume)
         self.resumed = ckpt is not None and ckpt.resumed
         start = time.perf_counter()
@@ -173,12 +183,15 @@ class Surrogate:
 
     def _fingerprint(self, n: int) -> str:
         """What a checkpoint must match to be resumed: the configuration (but where and how
-        often it checkpoints) and the data, by its row count and exact statistics."""
+        often it checkpoints), the data, by its row count and exact statistics, and the
+        members a warm fit starts from."""
         config = self.config.model_dump()
         for key in ("device", "checkpoint_epochs", "checkpoint_seconds", "cluster", "address"):
             config["train"].pop(key)
         content = {"config": config, "n": n, "x": self.x_norm.to_dict(),
                    "y": self.y_norm.to_dict(), "shapes": [self.x_shape, self.y_shape]}
+        if getattr(self, "_warm_key", None) is not None:  # a warm fit starts from these members
+            content["warm_start"] = self._warm_key
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def _calibration_split(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -194,21 +207,24 @@ class Surrogate:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
         return perm[n_cal:], perm[:n_cal]
 
-    def _standardised(self, X: Any, Y: Any, dtype: torch.dtype) -> tuple:
+    def _standardised(self, X: Any, Y: Any, dtype: torch.dtype,
+                      warm_start: Surrogate | None = None) -> tuple:
         """Checked ``X``, ``Y`` (arrays, or lazy rows: :mod:`~choral.surrogate.streaming`) and
         what training reads: standardised tensors on the device, or lazy rows that read so.
-        Sets the shapes and the standardisers."""
+        Sets the shapes and the standardisers (``warm_start``'s, when given)."""
         if is_lazy(X) or is_lazy(Y):
             if not (is_lazy(X) and is_lazy(Y)) or len(X) != len(Y):
                 raise DataError(f"X and Y must both be HDF5 rows (H5Rows) or netCDF/zarr rows "
                                 f"(XRows) of the same length; got {type(X).__name__} and "
                                 f"{type(Y).__name__}")
-            self.x_norm, self.y_norm = statistics(X, "X"), statistics(Y, "Y")
+            self.x_norm, self.y_norm = (statistics(X, "X"), statistics(Y, "Y")) \
+                if warm_start is None else (warm_start.x_norm, warm_start.y_norm)
             Xs, Ys = (StandardisedRows(a, norm, dtype, self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
         else:
             X, Y = check_arrays(X, Y)
-            self.x_norm, self.y_norm = Standardiser.fit(X), Standardiser.fit(Y)
+            self.x_norm, self.y_norm = (Standardiser.fit(X), Standardiser.fit(Y)) \
+                if warm_start is None else (warm_start.x_norm, warm_start.y_norm)
             Xs, Ys = (torch.as_tensor(norm.transform(a), dtype=dtype, device=self.device)
                       for a, norm in ((X, self.x_norm), (Y, self.y_norm)))
         self.x_shape, self.y_shape = tuple(X.shape[1:]), tuple(Y.shape[1:])
@@ -260,9 +276,12 @@ class Surrogate:
         """Make the head, the member template and the forward; the initial members (s, ...)."""
         self.head = make_head(self.config.model)
 
+        prior = self.config.posterior.prior_scale if self.config.train.ensemble == "prior" \
+            else None
+
         def make() -> torch.nn.Module:
-            return build_backbone(self.config.model, self.x_shape, self.y_shape,
-                                  self.head.channels)
+            return build_member(self.config.model, self.x_shape, self.y_shape,
+                                self.head.channels, prior)
 
         self.template, init_params = init_members(make, init_seeds, dtype)
         self.backend = choose_backend(self.template, self.config.train.backend, probe)
@@ -276,7 +295,7 @@ class Surrogate:
         if self.backend != "loop" or cfg.train.ensemble != "deep":
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
-                               cfg.weightspace, cfg.soup, checkpoint)
+                               cfg.weightspace, cfg.soup, checkpoint, cfg.posterior)
             result = fit_ensemble(cfg.train.ensemble, ctx)
             self.records = dict(result.records)
             return result.params, result.history
@@ -467,6 +486,25 @@ class Surrogate:
         self.calibrator = _parsed(calibrator_from_dict, files.calibration, "calibration")
         self.ood_detector = _parsed(OODDetector.from_dict, files.ood, "OOD detector")
         return self
+
+
+def warm_members(previous: Surrogate, init: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Initial members (s, ...) taken from ``previous``'s stored networks, shaped like ``init``.
+
+    ``previous`` stores ``s`` networks (``deep``, ``prior``) or ``s * k`` member-major ones
+    (``multiswag``, ``laplace``: ``k`` samples per member); the first network of each member is
+    taken. Anything else (another network, another member count) is a ConfigError.
+    """
+    params = previous._check_fitted()
+    s = next(iter(init.values())).shape[0]
+    stored = next(iter(params.values())).shape[0]
+    shapes = {k: tuple(v.shape[1:]) for k, v in init.items()}
+    if {k: tuple(v.shape[1:]) for k, v in params.items()} != shapes or stored % s:
+        raise ConfigError(f"warm_start must be a surrogate of the same network with a multiple "
+                          f"of train.members = {s} stored networks; got {stored} networks of "
+                          f"another shape or count")
+    first = init[next(iter(init))]
+    return {k: v[::stored // s].to(first.device, first.dtype).clone() for k, v in params.items()}
 
 
 def _fit_shard(config: dict[str, Any], shapes: tuple, backend: str, X: Tensor, Y: Tensor,

@@ -177,3 +177,30 @@ def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
     assert nested.checked
     led = Ledger(tmp_path / "ledger.db")
     assert [r.attempts for r in led.runs()] == [1] * 5
+
+
+def test_warm_refits_continue_from_the_last_round_and_resume(tmp_path):
+    warm = config(refit="warm", warm_fraction=0.5)
+    run_campaign(warm, tmp_path / "ref", simulator=smooth)
+    models = tmp_path / "ref" / "models"
+    norms = [(models / f"round_{r}" / "normaliser.json").read_text() for r in (1, 2)]
+    assert norms[0] == norms[1]  # round 2 kept round 1's units: it started from its members
+    assert '"epochs": 10' in (models / "round_2" / "config.json").read_text()
+    assert '"epochs": 20' in (models / "round_1" / "config.json").read_text()
+    with pytest.raises(Crash):
+        run_campaign(warm, tmp_path / "b", simulator=crash_at(9, smooth))
+    run_campaign(warm, tmp_path / "b", simulator=smooth)
+    assert table(tmp_path / "b") == table(tmp_path / "ref")
+
+
+@pytest.mark.parametrize("ensemble", ["laplace", "prior"])
+def test_thompson_campaign_with_posterior_members(tmp_path, ensemble):
+    surrogate = {"model": {"hidden": [16]},
+                 "train": {"members": 2, "epochs": 20, "ensemble": ensemble},
+                 "posterior": {"samples": 4}}
+    run_campaign(config(acquisition="thompson", surrogate=surrogate), tmp_path,
+                 simulator=smooth)
+    rows = table(tmp_path)
+    assert len(rows) == 11 and all(r[2] == "done" for r in rows)
+    X = np.array([r[3] for r in rows])
+    assert len(np.unique(X, axis=0)) == len(X)

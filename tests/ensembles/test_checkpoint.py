@@ -15,7 +15,7 @@ from choral.ensembles import METHODS, TrainContext
 from choral.ensembles import fit as fit_method
 from choral.ensembles.checkpoint import Checkpoint
 from choral.errors import ConfigError, ModelFileError
-from choral.networks import MLP
+from choral.networks import MLP, PriorNet
 from choral.networks.heads import GaussianHead
 from choral.networks.members import choose_backend, init_members, member_forward
 
@@ -44,7 +44,11 @@ def _context(method, loss, checkpoint=None):
     X = torch.randn(90, 3, generator=g, dtype=torch.float64)
     Y = torch.sin(X.sum(1, keepdim=True)) + 0.1 * torch.randn(90, 1, generator=g,
                                                                dtype=torch.float64)
-    template, params = init_members(lambda: MLP(3, 2, [8]), [1, 2, 3], torch.float64)
+    def make():  # the prior method's members carry a frozen random prior branch
+        net = MLP(3, 2, [8])
+        return PriorNet(net, MLP(3, 1, [8]), 1.0) if method == "prior" else net
+
+    template, params = init_members(make, [1, 2, 3], torch.float64)
     cfg = TrainConfig(members=3, ensemble=method, epochs=12, batch_size=16, patience=3,
                       lr_schedule="cosine" if method == "deep" else "constant")
     return TrainContext(member_forward(template, choose_backend(template)), params, X[:70],

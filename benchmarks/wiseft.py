@@ -38,8 +38,8 @@ def main() -> None:
     import torch
 
     from choral.config import Config
-    from choral.ensembles.wiseft import curve, fine_weights
     from choral.surrogate import Surrogate
+    from choral.surrogate.finetune import curve, fine_weights
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Inverse problems through a surrogate."""

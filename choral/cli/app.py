@@ -1,7 +1,8 @@
 """The ``choral`` command line: one Typer app, every verb registered here.
 
 Each verb is a plain function in the module of its group (:mod:`.data`, :mod:`.model`,
-:mod:`.calibrate`, :mod:`.finetune`, :mod:`.demo`, :mod:`.sensitivity`; the ``campaign`` group in :mod:`.campaign`)
+:mod:`.calibrate`, :mod:`.finetune`, :mod:`.demo`, :mod:`.sensitivity`,
+:mod:`.infer`; the ``campaign`` group in :mod:`.campaign`)
 and shares options from :mod:`.common`. Every user error (bad data, bad config, damaged model
 directory) prints one message naming what is wrong and exits with code 2; nothing half-written
 is left behind.
@@ -20,6 +21,7 @@ from choral.cli.common import err
 from choral.cli.data import simulate
 from choral.cli.demo import demo
 from choral.cli.finetune import finetune
+from choral.cli.infer import infer
 from choral.cli.model import evaluate, fit, predict, report
 from choral.cli.sensitivity import sensitivity
 from choral.errors import ChoralError
@@ -34,7 +36,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Probabilistic neural surrogates: vectorised ensembles with calibrated "
                        "mixture predictives.")
-for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune, demo, sensitivity):
+for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune, demo, sensitivity,
+             infer):
     app.command()(verb)
 app.add_typer(campaign_app, name="campaign")
 

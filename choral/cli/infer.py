@@ -15,7 +15,8 @@ from choral.atomic import atomic_write
 from choral.cli.common import DeviceOpt, JsonOpt, ModelOpt, XOpt, load_xy, out, progress
 from choral.cli.sensitivity import parse_bounds
 from choral.errors import DataError
-from choral.inference import box_prior, gaussian_prior, infer as run_infer
+from choral.inference import box_prior, gaussian_prior
+from choral.inference import infer as run_infer
 from choral.surrogate import Surrogate
 
 __all__ = ["infer", "read_observed"]
@@ -71,7 +72,8 @@ def infer(
         chains: Annotated[int, typer.Option(min=2, help="MCMC chains.")] = 8,
         warmup: Annotated[int, typer.Option(min=0, help="Adaptation iterations.")] = 500,
         draws: Annotated[int, typer.Option(min=1, help="Kept draws per chain.")] = 1000,
-        steps: Annotated[int, typer.Option(min=1, help="Most leapfrog steps per draw (uniform from 1).")] = 16,
+        steps: Annotated[int, typer.Option(
+            min=1, help="Most leapfrog steps per draw (uniform from 1).")] = 16,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         level: Annotated[float, typer.Option(help="Level of the reported intervals.")] = 0.9,
         x: XOpt = None, as_json: JsonOpt = False, device: DeviceOpt = None) -> None:

@@ -9,9 +9,10 @@ outputs of ``x`` at once. So the likelihood is the member mixture's *joint* like
     log p(y_obs | x) = logsumexp_k [log w_k + sum_j log N(y_obs_j; mu_kj(x), var_kj(x) + s2_j)]
 
 (``w_k = 1 / s``, ``s2_j = sigma_j^2``), the Predictive contract's ``log_prob(y, joint=True)``
-of the predictive with the noise variance added to every member (a Gaussian convolved with the noise is a Gaussian
-with the variances summed). It is written here again, differentiably, because MCMC needs its
-gradient with respect to ``x``; a test checks it against the predictive's.
+of the predictive with the noise variance added to every member (a Gaussian convolved with
+the noise is a Gaussian with the variances summed). It is written here again, differentiably,
+because MCMC needs its gradient with respect to ``x``; a test checks it against the
+predictive's.
 
 Examples:
     >>> import torch

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from torch import Tensor
 from torch.distributions import Distribution, biject_to
 
 from choral.checks import check_int
-from choral.errors import DataError
+from choral.errors import ConfigError, DataError
 from choral.inference.hmc import hmc
 from choral.inference.likelihood import SurrogateLikelihood
 from choral.inference.prior import check_prior
@@ -116,10 +115,21 @@ def infer(model: Any, y_obs: Any, noise: Any, prior: Distribution, *, mask: Any 
     run = hmc(log_density, init, warmup, draws, steps, generator=generator, on_draw=on_draw)
     with torch.no_grad():
         x = transform(run.samples)
-    rhat = split_gelman_rubin(x, chain_dim=0, sample_dim=1)
-    ess = effective_sample_size(x, chain_dim=0, sample_dim=1)
+    stats = _pyro_stats()
+    rhat = stats.split_gelman_rubin(x, chain_dim=0, sample_dim=1)
+    ess = stats.effective_sample_size(x, chain_dim=0, sample_dim=1)
     info = {"chains": chains, "warmup": warmup, "draws": draws, "steps": steps,
             "step_size": run.step_size, "acceptance": run.acceptance,
             "divergences": run.divergences, "seconds": time.perf_counter() - start,
             "seed": seed}
     return Posterior(x.cpu().numpy(), rhat.cpu().numpy(), ess.cpu().numpy(), info)
+
+
+def _pyro_stats() -> Any:
+    """pyro's MCMC statistics (split R-hat, ESS), an optional dependency."""
+    try:
+        from pyro.ops import stats
+    except ImportError:  # pragma: no cover - the extra is installed in the test environment
+        raise ConfigError("infer reports R-hat and ESS with pyro-ppl, which is not installed: "
+                          "pip install 'choral[inference]'") from None
+    return stats

@@ -31,16 +31,24 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import zuko
 from torch import Tensor, nn
 
 from choral.checks import as_float64, check_int
-from choral.errors import DataError
+from choral.errors import ConfigError, DataError
 
 __all__ = ["FLOWS", "NeuralPosterior", "fit_npe", "surrogate_pairs"]
 
-FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
-"""Conditional flows by name (zuko)."""
+FLOWS = ("nsf", "maf")
+"""Conditional flows by name: zuko's ``NSF`` and ``MAF``."""
+
+
+def _flow_class(name: str) -> Any:
+    try:
+        import zuko
+    except ImportError:  # pragma: no cover - the extra is installed in the test environment
+        raise ConfigError("neural posterior estimation uses zuko, which is not installed: "
+                          "pip install 'choral[inference]'") from None
+    return getattr(zuko.flows, name.upper())
 
 
 class NeuralPosterior:
@@ -147,7 +155,7 @@ def fit_npe(x: Any, y: Any, members: int = 5, flow: str = "nsf", transforms: int
     flows = []
     for k in range(members):
         torch.manual_seed(seed * 1000 + k)
-        net = FLOWS[flow](x.shape[1], y.shape[1], transforms=transforms,
+        net = _flow_class(flow)(x.shape[1], y.shape[1], transforms=transforms,
                           hidden_features=tuple(hidden))
         flows.append(_train(net, xs, ys, train, val, epochs, batch_size, lr, patience,
                             torch.Generator().manual_seed(seed * 1000 + k),

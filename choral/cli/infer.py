@@ -102,6 +102,7 @@ def infer(
         if prior_loc is None or prior_scale is None:
             raise DataError("--prior gaussian needs --prior-loc and --prior-scale")
         loc = np.broadcast_to(np.asarray(_json_list(prior_loc, "--prior-loc"), float), (d,))
+        loc = loc.copy()
         dist = gaussian_prior(loc, _json_list(prior_scale, "--prior-scale"))
     else:
         raise DataError(f"--prior must be box or gaussian; got {prior!r}")

@@ -60,10 +60,14 @@ def published(task: str) -> dict:
 
 
 def run_sbi(prior, theta, x, seed: int):
-    from sbi.inference import NPE
+    import tempfile
 
-    torch.manual_seed(seed)
-    inference = NPE(prior=prior, show_progress_bars=False)
+    from sbi.inference import NPE
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.manual_seed(seed)  # sbi's training logs go to a temporary folder, not ./sbi-logs
+    writer = SummaryWriter(log_dir=tempfile.mkdtemp(prefix="sbi-logs-"))
+    inference = NPE(prior=prior, show_progress_bars=False, summary_writer=writer)
     estimator = inference.append_simulations(theta.float(), x.float()).train()
     return inference.build_posterior(estimator)
 

@@ -1,10 +1,10 @@
 """The ``choral`` command line: one Typer app, every verb registered here.
 
 Each verb is a plain function in the module of its group (:mod:`.data`, :mod:`.model`,
-:mod:`.calibrate`, :mod:`.finetune`, :mod:`.merge`, :mod:`.demo`; the ``campaign`` group in
-:mod:`.campaign`) and shares options from :mod:`.common`. Every user error (bad data, bad
-config, damaged model directory) prints one message naming what is wrong and exits with code 2;
-nothing half-written is left behind.
+:mod:`.calibrate`, :mod:`.finetune`, :mod:`.merge`, :mod:`.demo`, :mod:`.sensitivity`,
+:mod:`.infer`; the ``campaign`` group in :mod:`.campaign`) and shares options from
+:mod:`.common`. Every user error (bad data, bad config, damaged model directory) prints one
+message naming what is wrong and exits with code 2; nothing half-written is left behind.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from choral.cli.data import simulate
 from choral.cli.demo import demo
 from choral.cli.export import export
 from choral.cli.finetune import finetune
+from choral.cli.infer import infer
 from choral.cli.merge import merge
 from choral.cli.model import evaluate, fit, predict, report
+from choral.cli.sensitivity import sensitivity
 from choral.cli.serve import serve
 from choral.errors import ChoralError
 
@@ -37,7 +39,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Probabilistic neural surrogates: vectorised ensembles with calibrated "
                        "mixture predictives.")
 for verb in (simulate, fit, evaluate, predict, report, calibrate, finetune,
-             export, serve, demo):
+             export, serve, demo, sensitivity, infer):
     app.command()(verb)
 app.command(context_settings={"allow_extra_args": True})(merge)  # --models A B C
 app.add_typer(campaign_app, name="campaign")

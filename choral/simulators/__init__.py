@@ -1,6 +1,7 @@
 """Built-in simulators: analytic functions (vectors) and PDE solvers on FNO protocols (fields).
 
-- ``"vector"`` simulators (:data:`SIMULATORS`): borehole (d=8), branin (d=2), hartmann6 (d=6);
+- ``"vector"`` simulators (:data:`SIMULATORS`): borehole (d=8), branin (d=2), hartmann6 (d=6),
+  ishigami (d=3);
   ``simulate(name, n, seed)`` returns ``X`` of shape ``(n, d)`` and ``Y`` of shape ``(n, 1)``.
 - ``"field"`` simulators (:data:`FIELD_SIMULATORS`): ``darcy`` returns ``X = a`` and ``Y = u`` of
   shape ``(n, 1, res, res)``; ``burgers`` returns ``X = u0`` and ``Y = u(t=1)`` of shape
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from choral.errors import DataError
-from choral.simulators.analytic import BOREHOLE, BRANIN, HARTMANN6, Simulator
+from choral.simulators.analytic import BOREHOLE, BRANIN, HARTMANN6, ISHIGAMI, Simulator
 from choral.simulators.burgers import simulate_burgers
 from choral.simulators.darcy import simulate_darcy
 from choral.simulators.parallel import run_batches
@@ -74,7 +75,7 @@ def _check_options(name: str, given: dict[str, Any], allowed: tuple[str, ...]) -
             )
 
 
-SIMULATORS: dict[str, Simulator] = {s.name: s for s in (BOREHOLE, BRANIN, HARTMANN6)}
+SIMULATORS: dict[str, Simulator] = {s.name: s for s in (BOREHOLE, BRANIN, HARTMANN6, ISHIGAMI)}
 _COMMON = ("resolution", "fine", "fine_min", "workers", "progress")
 FIELD_SIMULATORS: dict[str, FieldSimulator] = {
     "darcy": FieldSimulator("darcy", simulate_darcy, _COMMON + ("face",)),

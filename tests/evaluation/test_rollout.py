@@ -29,7 +29,7 @@ def test_correlation_and_its_time_from_an_orthogonal_error():
     # mean_t = v + c_t w with w orthogonal to v, both centred, |w| = |v|: corr = 1/sqrt(1 + c^2)
     v = torch.tensor([1.0, -1.0, 1.0, -1.0])
     w = torch.tensor([1.0, 1.0, -1.0, -1.0])
-    c = torch.tensor([0.0, 0.5, 0.7, 0.8, 0.1], dtype=torch.float64)  # 1/sqrt(1 + 0.8^2) = 0.781 < 0.8 at step 3
+    c = torch.tensor([0.0, 0.5, 0.7, 0.8, 0.1], dtype=torch.float64)  # 0.781 < 0.8 at step 3
     y = v.expand(1, 5, 4)
     mean = (v + c[:, None] * w)[None]
     np.testing.assert_allclose(correlation_per_step(mean, y).numpy(), (1 + c**2).rsqrt().numpy(),

@@ -6,6 +6,7 @@ import pytest
 
 from choral.errors import DataError
 from choral.simulators import KINDS, simulate
+from choral.simulators.burgers import burgers_trajectories, simulate_burgers
 from choral.simulators.ks import ks_wavenumbers, simulate_ks, solve_ks
 
 L = 22.0
@@ -70,3 +71,21 @@ def test_registered_and_reproducible():
         simulate_ks(1, 0, 16, burn_in=-1.0)
     with pytest.raises(DataError, match="fine"):
         simulate("ks", 1, 0, fine=32)
+
+
+def test_burgers_trajectories_with_several_viscosities():
+    nus = (0.1, 0.02)
+    nu, Y = burgers_trajectories(4, 5, resolution=32, nus=nus, interval=0.5, steps=3,
+                                 fine=128, dt=1e-2, modes=32)
+    assert nu.tolist() == [0.1, 0.02, 0.1, 0.02] and Y.shape == (4, 3, 1, 32)
+    # the nu = 0.1 rows at t = 1 are the one-shot FNO-protocol targets of the same draws
+    X1, Y1 = simulate_burgers(4, 5, resolution=32, fine=128, dt=1e-2, modes=32)
+    np.testing.assert_allclose(Y[:, 0], X1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(Y[::2, 2], Y1[::2], atol=1e-8)
+    # zero mean: E(t) <= E(0) exp(-2 nu (2 pi)^2 t) for each row's own nu (Poincare)
+    u = Y[:, :, 0]
+    assert np.abs(u.mean(-1)).max() < 1e-12
+    E = (u**2).mean(-1)
+    bound = E[:, :1] * np.exp(-2 * nu[:, None] * (2 * np.pi) ** 2 * 0.5 * np.arange(3))
+    assert np.all(E <= bound * (1 + 1e-6) + 1e-15)
+    assert np.all(E[1::2, 2] / E[1::2, 0] > E[::2, 2] / E[::2, 0])  # less viscous, less decay

@@ -75,11 +75,11 @@ def test_registered_and_reproducible():
 
 def test_burgers_trajectories_with_several_viscosities():
     nus = (0.1, 0.02)
-    nu, Y = burgers_trajectories(4, 5, resolution=32, nus=nus, interval=0.5, steps=3,
+    nu, Y = burgers_trajectories(4, 5, resolution=128, nus=nus, interval=0.5, steps=3,
                                  fine=128, dt=1e-2, modes=32)
-    assert nu.tolist() == [0.1, 0.02, 0.1, 0.02] and Y.shape == (4, 3, 1, 32)
+    assert nu.tolist() == [0.1, 0.02, 0.1, 0.02] and Y.shape == (4, 3, 1, 128)
     # the nu = 0.1 rows at t = 1 are the one-shot FNO-protocol targets of the same draws
-    X1, Y1 = simulate_burgers(4, 5, resolution=32, fine=128, dt=1e-2, modes=32)
+    X1, Y1 = simulate_burgers(4, 5, resolution=128, fine=128, dt=1e-2, modes=32)
     np.testing.assert_allclose(Y[:, 0], X1, rtol=0, atol=1e-12)
     np.testing.assert_allclose(Y[::2, 2], Y1[::2], atol=1e-8)
     # zero mean: E(t) <= E(0) exp(-2 nu (2 pi)^2 t) for each row's own nu (Poincare)

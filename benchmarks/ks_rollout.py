@@ -1,7 +1,7 @@
 """KS rollouts: an FNO ensemble's mean trajectory next to each of its members alone.
 
     python benchmarks/ks_rollout.py [--n-train 32] [--t-train 100] [--n-test 16]
-        [--steps 160] [--members 5] [--epochs 20] [--history 1] [--out FILE]
+        [--steps 160] [--members 5] [--epochs 20] [--history 1] [--seed 0] [--out FILE]
 
 Data (:mod:`choral.simulators.ks`): L = 22, 64 points, states 0.25 time units apart after a
 burn-in of 100; ``--n-train`` trajectories of ``--t-train`` states (seed 0), ``--n-test`` of
@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--history", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="training seed (members, batches)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     h = args.history
@@ -53,7 +54,7 @@ def main() -> None:
     _, train = simulate_ks(args.n_train, 0, 64, steps=args.t_train)
     _, test = simulate_ks(args.n_test, 1, 64, steps=h + args.steps)
     sim_seconds = time.perf_counter() - start
-    train_cfg = {"members": args.members, "seed": 0}
+    train_cfg = {"members": args.members, "seed": args.seed}
     if args.epochs:
         train_cfg["epochs"] = args.epochs
     cfg = Config.from_dict({"model": {"backbone": "fno",

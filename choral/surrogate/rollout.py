@@ -40,6 +40,7 @@ from choral.config import Config
 from choral.distributions import Predictive
 from choral.errors import ConfigError, DataError
 from choral.surrogate.model import Surrogate
+from choral.surrogate.transfer import check_grid
 
 __all__ = ["Rollout", "fit_rollout", "history_pairs", "rollout"]
 
@@ -117,9 +118,10 @@ def rollout(model: Surrogate, history: Any, steps: int, noise: str = "mean",
     u = torch.as_tensor(_trajectories(history, "history", 1), dtype=first.dtype,
                         device=first.device)
     n, h, c = u.shape[:3]
-    if (h * c, *u.shape[3:]) != model.x_shape:
-        raise DataError(f"history must have shape (n, h, c, *grid) with h c = "
-                        f"{model.x_shape[0]} and grid {model.x_shape[1:]}; got {tuple(u.shape)}")
+    if h * c != model.x_shape[0] or c != model.y_shape[0] or u.ndim != 2 + len(model.y_shape):
+        raise DataError(f"history must have shape (n, h, c, *grid) with c = {model.y_shape[0]} "
+                        f"and h c = {model.x_shape[0]}; got {tuple(u.shape)}")
+    check_grid(model.config.model.backbone, model.x_shape, (n, h * c, *u.shape[3:]))
     s = first.shape[0]
     x_loc, x_scale = _standardiser(model.x_norm, 1 + len(model.x_shape), first)
     y_loc, y_scale = _standardiser(model.y_norm, 1 + len(model.y_shape), first)

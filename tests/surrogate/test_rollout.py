@@ -104,6 +104,8 @@ def test_fno_members_are_coherent_trajectories():
             np.testing.assert_allclose(out.members[k, :, t].numpy(), nxt, atol=1e-12)
             window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
     assert not torch.allclose(out.members[0], out.members[1])
+    fine = rollout(model, heat(2, 2, grid=32), steps=2)  # an FNO rolls out on another grid
+    assert fine.members.shape == (2, 2, 2, 1, 32)
 
 
 def test_errors(data):
@@ -111,6 +113,8 @@ def test_errors(data):
     model = linear_model(maps, 0.1, u)
     with pytest.raises(DataError, match="history"):
         rollout(model, u[:, :3], steps=2)
+    with pytest.raises(DataError, match="c = 2"):  # h c matches, but 1 state of 4 channels
+        rollout(model, u[:, :1].repeat(2, axis=2), steps=2)
     with pytest.raises(DataError, match="trajectories"):
         history_pairs(u[:, :2], 2)
     with pytest.raises(ConfigError, match="noise"):

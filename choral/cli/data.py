@@ -21,21 +21,25 @@ def simulate(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS
              out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")] = Path(
                  "data.npz"),
              resolution: Annotated[int | None, typer.Option(
-                 help="Grid points per axis (field simulators: darcy, burgers).")] = None,
+                 help="Grid points per axis (field simulators: darcy, burgers, ks).")] = None,
              workers: Annotated[int, typer.Option(
                  help="Processes solving in parallel (field simulators).")] = 1,
              fine: Annotated[int | None, typer.Option(
                  help="Fine solver grid per axis (field simulators; default: the protocol's)."
-             )] = None) -> None:
+             )] = None,
+             steps: Annotated[int | None, typer.Option(
+                 help="States recorded per trajectory (ks; default 100).")] = None) -> None:
     """Generate data with a built-in simulator (inputs sampled in its standard box)."""
     if KINDS.get(name) == "field":
         with progress("samples") as bar:
             task = bar.add_task(f"simulate {name}", total=n, info="")
-            options = {k: v for k, v in (("resolution", resolution), ("fine", fine)) if v}
+            options = {k: v for k, v in (("resolution", resolution), ("fine", fine),
+                                          ("steps", steps)) if v}
             X, Y = run_simulator(name, n, seed, workers=workers, **options,
                                  progress=lambda done, total: bar.update(task, completed=done))
     else:
-        extra = {k: v for k, v in (("resolution", resolution), ("fine", fine)) if v}
+        extra = {k: v for k, v in (("resolution", resolution), ("fine", fine), ("steps", steps))
+                 if v}
         X, Y = run_simulator(name, n, seed, **extra)  # options here are errors that name them
     save_data(out_path, X, Y)
     err.print(f"wrote {n} runs of {name} to {out_path} (X {X.shape}, Y {Y.shape})")

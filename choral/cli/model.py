@@ -32,6 +32,7 @@ from choral.cli.common import (
     streams,
     with_channels,
 )
+from choral.cli.rollout import pairs_for_fit, predict_rollout
 from choral.config import CALIBRATIONS, Config
 from choral.data import XARRAY, load_data, save_blocks, save_data
 from choral.errors import DataError
@@ -79,6 +80,9 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         log: Annotated[bool, typer.Option(
             "--log", help="Also append each epoch as a JSON line to OUT.train.jsonl.")] = False,
         stream: StreamOpt = None, sample_dim: SampleDimOpt = None,
+        history: Annotated[int | None, typer.Option(
+            min=1, help="Fit one step of trajectories: Y (n, t, c, *grid) becomes pairs of the "
+            "last H states (as channels) -> the next state (see predict --steps).")] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory.
 
@@ -96,6 +100,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y,
                                    lazy=streams(data, stream),
                                    sample_dim=cfg.data.sample_dim), cfg)
+    if history is not None:
+        X, Y = pairs_for_fit(Y, history)
     if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
     cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=X.ndim > 2)
@@ -192,7 +198,16 @@ def predict(model: ModelOpt, data: DataOpt,
                 "--first-stage-data", help="Held-out data (with targets) to calibrate the "
                 "first members on their own and scale their OOD score (recommended: they "
                 "are over-confident under the full ensemble's calibration).")] = None,
-            y: YOpt = None) -> None:
+            y: YOpt = None,
+            steps: Annotated[int | None, typer.Option(
+                min=1, help="Roll a model fitted with --history T steps on from the first H "
+                "states of the data's trajectories Y (writes mean, std, member_std, members).")
+            ] = None,
+            noise: Annotated[str, typer.Option(
+                help="With --steps: feed back member means (mean) or draws (sample).")
+            ] = "mean",
+            seed: Annotated[int, typer.Option(help="Seed of the draws of --noise sample.")] = 0,
+            as_json: JsonOpt = False) -> None:
     """Write the predictive mean, std and central interval (arrays mean, std, lower, upper),
     calibrated when the model has a calibration, and the OOD score and flag (ood_score, ood).
 
@@ -206,6 +221,8 @@ def predict(model: ModelOpt, data: DataOpt,
     also holds ``members_used`` per row, and the share of member forward passes used is
     printed."""
     surrogate = Surrogate.load(model, device, regime=regime)
+    if steps is not None:
+        return predict_rollout(surrogate, data, y, steps, out_path, noise, seed, as_json)
     lazy = streams(data, stream)
     X, _ = load_xy(surrogate, data, x, None, require_y=False, lazy=lazy, sample_dim=sample_dim)
     rows = batch_size or _batch_rows(surrogate)

@@ -5,7 +5,9 @@
   ``simulate(name, n, seed)`` returns ``X`` of shape ``(n, d)`` and ``Y`` of shape ``(n, 1)``.
 - ``"field"`` simulators (:data:`FIELD_SIMULATORS`): ``darcy`` returns ``X = a`` and ``Y = u`` of
   shape ``(n, 1, res, res)``; ``burgers`` returns ``X = u0`` and ``Y = u(t=1)`` of shape
-  ``(n, 1, res)``. They take ``resolution``, ``workers``, ``progress`` and solver options.
+  ``(n, 1, res)``; ``ks`` (Kuramoto-Sivashinsky, :mod:`~choral.simulators.ks`) returns the first
+  state ``X`` (n, 1, res) and trajectories ``Y`` (n, steps, 1, res). They take ``resolution``,
+  ``workers``, ``progress`` and solver options.
 
 :data:`KINDS` maps every name to its kind, so a caller can tell vector data from field data.
 
@@ -29,6 +31,7 @@ from choral.errors import DataError
 from choral.simulators.analytic import BOREHOLE, BRANIN, HARTMANN6, ISHIGAMI, Simulator
 from choral.simulators.burgers import simulate_burgers
 from choral.simulators.darcy import simulate_darcy
+from choral.simulators.ks import simulate_ks
 from choral.simulators.parallel import run_batches
 
 __all__ = [
@@ -80,6 +83,8 @@ _COMMON = ("resolution", "fine", "fine_min", "workers", "progress")
 FIELD_SIMULATORS: dict[str, FieldSimulator] = {
     "darcy": FieldSimulator("darcy", simulate_darcy, _COMMON + ("face",)),
     "burgers": FieldSimulator("burgers", simulate_burgers, _COMMON + ("t", "nu", "dt", "modes")),
+    "ks": FieldSimulator("ks", simulate_ks, ("resolution", "workers", "progress", "length",
+                                             "interval", "steps", "burn_in", "dt")),
 }
 KINDS: dict[str, str] = {
     **dict.fromkeys(SIMULATORS, "vector"),

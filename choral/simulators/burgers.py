@@ -31,7 +31,7 @@ from choral.errors import DataError
 from choral.simulators.grf import fourier_to_grid, grf1d_coefficients
 from choral.simulators.parallel import run_batches
 
-__all__ = ["etdrk4_coefficients", "simulate_burgers", "solve_burgers"]
+__all__ = ["burgers_trajectories", "etdrk4_coefficients", "simulate_burgers", "solve_burgers"]
 
 FNO_MODES = 4096  # FNO's GRF1(s/2, ...) with s = 8192
 FINE_MIN = 1024
@@ -160,3 +160,39 @@ def simulate_burgers(
     draws = (grf1d_coefficients(rng, min(BATCH, n - i), modes) for i in range(0, n, BATCH))
     X, Y = run_batches(_solve_batch, draws, (fine, stride, t, nu, dt), n, workers, progress)
     return X[:, None], Y[:, None]
+
+
+def burgers_trajectories(
+    n: int,
+    seed: int | None = None,
+    resolution: int = 128,
+    nus: tuple[float, ...] = (0.1, 0.03, 0.01),
+    *,
+    interval: float = 0.05,
+    steps: int = 20,
+    fine: int | None = None,
+    dt: float = 1e-3,
+    modes: int = FNO_MODES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` Burgers trajectories from FNO-protocol initial conditions, ``nus`` in turn.
+
+    Trajectory ``i`` has viscosity ``nus[i % len(nus)]`` and records ``steps`` states
+    ``interval`` apart, the first ``u0``. Returns ``nu`` (n,) and ``Y`` (n, steps, 1, res).
+
+    >>> nu, Y = burgers_trajectories(3, 0, resolution=8, fine=64, steps=2, modes=16)
+    >>> nu.tolist(), Y.shape
+    ([0.1, 0.03, 0.01], (3, 2, 1, 8))
+    """
+    n, steps = check_int(n, "n", minimum=1), check_int(steps, "steps", minimum=1)
+    fine, stride = fine_grid(resolution, fine)
+    if not nus or any(not np.isfinite(v) or v <= 0 for v in nus):
+        raise DataError(f"nus must be positive numbers, got nus={nus!r}")
+    nu = np.asarray(nus, dtype=np.float64)[np.arange(n) % len(nus)]
+    u = fourier_to_grid(grf1d_coefficients(np.random.default_rng(seed), n, modes), fine)
+    Y = np.empty((n, steps, 1, fine // stride))
+    for value in np.unique(nu):
+        rows, state = nu == value, u[nu == value]
+        for t in range(steps):
+            Y[rows, t, 0] = state[:, ::stride]
+            state = solve_burgers(state, interval, float(value), dt) if t < steps - 1 else state
+    return nu, Y

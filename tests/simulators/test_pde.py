@@ -207,7 +207,7 @@ def test_registry_kinds():
     assert (
         set(KINDS)
         == set(SIMULATORS) | set(FIELD_SIMULATORS)
-        == {"borehole", "branin", "hartmann6", "ishigami", "darcy", "burgers"}
+        == {"borehole", "branin", "hartmann6", "ishigami", "darcy", "burgers", "ks"}
     )
     assert KINDS["branin"] == "vector" and KINDS["darcy"] == KINDS["burgers"] == "field"
     assert get_simulator("burgers").kind == "field"

@@ -1,0 +1,63 @@
+"""``choral predict --steps T``: roll a one-step model fitted with ``fit --history`` forward."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from choral.cli.common import err, load_xy
+from choral.data import save_data
+from choral.errors import DataError
+from choral.evaluation.rollout import rollout_scores
+from choral.surrogate import Surrogate
+from choral.surrogate.rollout import history_pairs, rollout
+
+__all__ = ["history_window", "pairs_for_fit", "predict_rollout"]
+
+
+def history_window(model: Surrogate) -> int:
+    """The history h of a model fitted on windows: its input channels over its output's."""
+    c_in, c_out = model.x_shape[0], model.y_shape[0]
+    if len(model.x_shape) != len(model.y_shape) or c_in % c_out:
+        raise DataError(f"--steps needs a model fitted with --history (inputs h*c channels, "
+                        f"outputs c); this one maps {model.x_shape} to {model.y_shape}")
+    return c_in // c_out
+
+
+def pairs_for_fit(Y: object, history: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fit --history``: one-step pairs from the trajectories ``Y`` (n, t, c, *grid)."""
+    if not isinstance(Y, np.ndarray):
+        raise DataError("--history reads the trajectories into memory: drop --stream")
+    return history_pairs(Y, history)
+
+
+def predict_rollout(surrogate: Surrogate, data: Path, y: str | None, steps: int,
+                    out_path: Path, noise: str, seed: int, as_json: bool) -> None:
+    """Roll the first h states of each trajectory in ``data`` (its Y, (n, t, c, *grid)) on by
+    ``steps``; write the per-step mixture mean and std (n, T, c, *grid), the spread of the
+    member trajectories (member_std) and the members (n, s, T, c, *grid). When the file holds
+    the following T true states, print the rollout scores."""
+    h = history_window(surrogate)
+    _, Y = load_xy(surrogate, data, None, y, require_y=True)
+    Y = np.asarray(Y)
+    if Y.ndim != 2 + len(surrogate.y_shape) or Y.shape[1] < h:
+        raise DataError(f"--steps reads trajectories (n, t, c, *grid) with t >= h = {h} from "
+                        f"{data}; got shape {Y.shape}")
+    out = rollout(surrogate, Y[:, :h], steps, noise=noise, seed=seed)
+    mean = torch.stack([p.mean for p in out.predictives], 1).cpu().numpy()
+    std = torch.stack([p.stddev for p in out.predictives], 1).cpu().numpy()
+    members = out.members.double().cpu()
+    save_data(out_path, mean, None, x_key="mean", std=std,
+              member_std=members.std(0).numpy() if len(members) > 1 else np.zeros_like(mean),
+              members=members.movedim(0, 1).numpy())
+    err.print(f"wrote {steps}-step rollouts of {len(Y)} trajectories to {out_path}")
+    if Y.shape[1] >= h + steps:
+        scores = rollout_scores(members, out.predictives, Y[:, h:h + steps])
+        if as_json:
+            print(json.dumps(scores))
+        else:
+            err.print(f"correlation time {scores['correlation_time']} steps; rel. L2 at the "
+                      f"last step {scores['relative_l2'][-1]:.4g}")

@@ -74,6 +74,7 @@ def test_every_allowed_value_list_has_one_owner():
     assert unet["norm"].annotation.__args__ == NORMS
     train = fields["train"].annotation.model_fields
     assert train["backend"].annotation.__args__ == ("auto", *BACKENDS)
-    assert CampaignConfig.model_fields["acquisition"].annotation.__args__ == KINDS
+    acquisitions = CampaignConfig.model_fields["acquisition"].annotation.__args__
+    assert acquisitions == (*KINDS, "posterior")  # the campaign's own kind added to the scores
     for method in METHODS:  # every registered method is a valid train.ensemble
         assert Config().updated(**{"train.ensemble": method}).train.ensemble == method

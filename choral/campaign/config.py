@@ -21,6 +21,11 @@ A ``campaign.toml`` looks like this (every key but ``[simulator]`` and ``bounds`
     max_rounds = 10
     target_std = 0.0                    # stop once the largest predictive std is below this
 
+    [inference]                         # only with acquisition = "posterior"
+    observed = [0.9, -0.3]              # the observed outputs
+    noise = 0.05                        # their noise standard deviation (or one per output)
+    mass = 0.95                         # propose inside this share of the posterior weight
+
     [surrogate]                         # a choral config: [surrogate.model], [surrogate.train]
     train = { members = 2, epochs = 20 }
 
@@ -108,6 +113,22 @@ class StopConfig(_Strict):
     """Stop when the largest predictive standard deviation over the candidates is below this."""
 
 
+class InferenceConfig(_Strict):
+    """``[inference]``: the inverse problem ``acquisition = "posterior"`` serves: outputs
+    ``observed`` (m values, the simulator's outputs flattened) with Gaussian noise ``noise``
+    (one standard deviation, or one per output), a box-uniform prior on ``bounds``."""
+
+    observed: list[float] = Field(min_length=1)
+    noise: PositiveFloat | list[PositiveFloat]
+    mass: float = Field(default=0.95, gt=0, le=1)
+    """Propose among the candidates holding this share of the surrogate posterior's weight."""
+
+
+ACQUISITIONS = (*KINDS, "posterior")
+"""Campaign acquisitions: the scores of :mod:`choral.acquisition` and ``posterior``
+(:mod:`choral.campaign.posterior`, needs ``[inference]``)."""
+
+
 class CampaignConfig(_Strict):
     """A validated campaign; see the module docstring for the file layout."""
 
@@ -117,7 +138,7 @@ class CampaignConfig(_Strict):
     design: Literal[DESIGNS] = "sobol"
     initial: PositiveInt = 8
     batch_size: PositiveInt = 4
-    acquisition: Literal[KINDS] = "variance"
+    acquisition: Literal[ACQUISITIONS] = "variance"
     maximize: bool = False
     candidates: PositiveInt = 512
     budget: PositiveInt = 32
@@ -127,6 +148,7 @@ class CampaignConfig(_Strict):
     ``train.epochs`` (the default was chosen by ``benchmarks/campaign.py --part warm``)."""
     warm_fraction: float = Field(default=0.3, gt=0, le=1)
     stop: StopConfig = Field(default_factory=StopConfig)
+    inference: InferenceConfig | None = None
     surrogate: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -134,6 +156,10 @@ class CampaignConfig(_Strict):
         for i, (lo, hi) in enumerate(self.bounds or []):
             if not lo < hi:
                 raise ValueError(f"bounds[{i}] = [{lo}, {hi}]: lower must be below upper")
+        if (self.acquisition == "posterior") != (self.inference is not None):
+            raise ValueError('acquisition = "posterior" and an [inference] table (observed, '
+                             f'noise) go together; got acquisition = {self.acquisition!r} '
+                             f'{"with" if self.inference else "without"} [inference]')
         if self.bounds is None and self.simulator.builtin is None:
             raise ValueError("bounds are required unless simulator.builtin names a choral "
                              "simulator (whose box is known)")

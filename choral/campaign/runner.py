@@ -29,6 +29,11 @@ from choral.campaign.backends import LocalBackend, RayBackend
 from choral.campaign.config import CampaignConfig
 from choral.campaign.design import candidates, initial_design
 from choral.campaign.ledger import Ledger
+from choral.campaign.posterior import (
+    posterior_batch,
+    posterior_set,
+    surrogate_log_likelihood,
+)
 from choral.campaign.simulator import Outcome, Simulation
 from choral.config import Config
 from choral.errors import CampaignError
@@ -166,8 +171,14 @@ class _Loop:
             self.log(f"campaign finished: {scores['stop']}")
             return
         k = min(cfg.batch_size, cfg.budget - sum(self.ledger.counts().values()))
-        batch = propose(cfg.acquisition, model.predict, C, k, best=best, maximize=cfg.maximize,
-                        seed=seed)
+        if cfg.acquisition == "posterior":
+            inf = cfg.inference
+            log_lik = surrogate_log_likelihood(model, inf.observed, inf.noise)
+            scores["posterior_set"] = len(posterior_set(log_lik, C, k, inf.mass)[0])
+            batch = C[posterior_batch(log_lik, model.predict, C, k, mass=inf.mass, seed=seed)]
+        else:
+            batch = propose(cfg.acquisition, model.predict, C, k, best=best,
+                            maximize=cfg.maximize, seed=seed)
         self.ledger.add_round(r, batch, rel, scores)
         self.log(f"round {r}: fitted on {len(X)} runs (max std {scores['max_std']:.4g}, "
                  f"best {best:.4g}); proposed {k} runs")

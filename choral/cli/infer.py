@@ -76,14 +76,24 @@ def infer(
             min=1, help="Most leapfrog steps per draw (uniform from 1).")] = 16,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         level: Annotated[float, typer.Option(help="Level of the reported intervals.")] = 0.9,
+        plot: Annotated[Path | None, typer.Option(
+            help="Also write a corner plot of the samples to this .png (limits: the box prior's "
+                 "box when there is one).")] = None,
+        truth: Annotated[str | None, typer.Option(
+            help="True inputs to mark on the corner plot, JSON [x0, x1, ...].")] = None,
         x: XOpt = None, as_json: JsonOpt = False, device: DeviceOpt = None) -> None:
     """Posterior samples of the inputs given observed outputs (vectorised HMC through the
     surrogate's member mixture likelihood, observation noise added to every member).
 
-    Writes OUT (.npz): samples (chains, draws, d), X (chains draws, d), rhat (d,), ess (d,).
+    Writes OUT (.npz): samples (chains, draws, d), X (chains draws, d), rhat (d,), ess (d,);
+    with --plot, a corner plot (histograms, 2-D histograms below the diagonal, --truth marked).
     Prints the posterior mean, std and interval per input, with R-hat and ESS."""
     if out_path.suffix.lower() != ".npz":
         raise DataError(f"--out must be an .npz file; got {out_path.name}")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise DataError(f"--plot must be a .png file; got {plot.name}")
+    if truth is not None and plot is None:
+        raise DataError("--truth marks the corner plot: give --plot FILE.png too")
     surrogate = Surrogate.load(model, device)
     if len(surrogate.x_shape) != 1:
         raise DataError(f"infer needs a model of vector inputs (n, d); this one takes inputs "
@@ -106,6 +116,9 @@ def infer(
         dist = gaussian_prior(loc, _json_list(prior_scale, "--prior-scale"))
     else:
         raise DataError(f"--prior must be box or gaussian; got {prior!r}")
+    marks = None if truth is None else np.asarray(_json_list(truth, "--truth"), float)
+    if marks is not None and marks.shape != (d,):
+        raise DataError(f"--truth must list the model's {d} inputs; got {marks.tolist()}")
     y_obs = read_observed(observed, key)
     with progress("iterations") as bar:
         task = bar.add_task("infer", total=warmup + draws, info="")
@@ -118,6 +131,10 @@ def infer(
             np.savez(fh, samples=post.samples, X=post.flat, rhat=post.rhat, ess=post.ess)
 
     atomic_write(out_path, write)
+    if plot is not None:
+        from choral.inference.corner import write_corner  # matplotlib is slow to import: only here
+
+        write_corner(plot, post.flat, truth=marks, bounds=box if prior == "box" else None)
     summary = post.summary(level)
     if as_json:
         print(json.dumps(summary))

@@ -6,7 +6,8 @@ outputs, with the ensemble's epistemic uncertainty in the likelihood.
 - :mod:`.hmc`: vectorised many-chain HMC with step-size and mass adaptation;
 - :mod:`.mcmc`: :func:`infer`, the posterior samples with R-hat and ESS;
 - :mod:`.npe`: amortised neural posterior estimation, an ensemble of zuko conditional flows;
-- :mod:`.diagnostics`: SBC ranks, their uniformity test and the coverage of intervals.
+- :mod:`.diagnostics`: SBC ranks, their uniformity test and the coverage of intervals;
+- :mod:`.corner`: a corner plot of posterior samples (imported on demand: matplotlib).
 """
 
 from choral.inference.diagnostics import coverage, rank_uniformity, sbc_ranks

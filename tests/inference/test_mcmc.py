@@ -106,7 +106,8 @@ def test_infer_cli_recovers_the_inputs(fitted, tmp_path):
     result = CliRunner().invoke(app, [
         "infer", "--model", str(path), "--observed", str(observed), "--noise", "0.02",
         "--bounds", "[[0, 1], [0, 1]]", "--out", str(out), "--chains", "4", "--warmup", "150",
-        "--draws", "150", "--steps", "8", "--json"])
+        "--draws", "150", "--steps", "8", "--json", "--plot", str(tmp_path / "c.png"),
+        "--truth", "[0.3, 0.6]"])
     assert result.exit_code == 0, (result.output, result.exception)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert np.allclose(summary["mean"], [0.3, 0.6], atol=0.05), summary["mean"]
@@ -114,6 +115,7 @@ def test_infer_cli_recovers_the_inputs(fitted, tmp_path):
     with np.load(out) as z:
         assert z["samples"].shape == (4, 150, 2) and z["X"].shape == (600, 2)
         assert z["X"].min() >= 0 and z["X"].max() <= 1  # inside the box prior
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     table = CliRunner().invoke(app, [
         "infer", "--model", str(path), "--observed", str(observed), "--noise", "0.02",
         "--prior", "gaussian", "--prior-loc", "[0.5, 0.5]", "--prior-scale", "0.3",

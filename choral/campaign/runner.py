@@ -24,11 +24,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from choral.campaign.acquire import propose
 from choral.campaign.backends import LocalBackend, RayBackend
 from choral.campaign.config import CampaignConfig
 from choral.campaign.design import candidates, initial_design
 from choral.campaign.ledger import Ledger
+from choral.campaign.screen import screen
 from choral.campaign.simulator import Outcome, Simulation
 from choral.config import Config
 from choral.errors import CampaignError
@@ -153,11 +153,16 @@ class _Loop:
         X, Y = self.ledger.data()
         model = self._model(r, X, Y, seed)
         C = candidates(cfg.candidates, self.box, seed)
-        pred = model.predict(C)
         best = float(Y[:, 0].max() if cfg.maximize else Y[:, 0].min())
-        scores = {"n_train": len(X), "max_std": float(pred.stddev.max()),
-                  "mean_std": float(pred.stddev.mean()), "best": best,
-                  "val_nll": _mean(model.metrics.get("best_val_nll"))}
+        k = min(cfg.batch_size, cfg.budget - sum(self.ledger.counts().values()))
+        chosen = screen(model.predict, model, C, cfg.acquisition, k, best=best,
+                        maximize=cfg.maximize, seed=seed, first=cfg.cascade_first,
+                        top_fraction=cfg.cascade_top_fraction)
+        scores = {"n_train": len(X), "max_std": float(chosen.std.max()),
+                  "mean_std": float(chosen.std.mean()), "best": best,
+                  "val_nll": _mean(model.metrics.get("best_val_nll")),
+                  "member_passes": chosen.forward_passes,
+                  "member_pass_fraction": chosen.fraction}
         rel = str(Path("models") / f"round_{r}")
         if scores["max_std"] < cfg.stop.target_std:
             scores["stop"] = (f"largest predictive std {scores['max_std']:.4g} is below "
@@ -165,12 +170,10 @@ class _Loop:
             self.ledger.add_round(r, np.zeros((0, len(self.box))), rel, scores)
             self.log(f"campaign finished: {scores['stop']}")
             return
-        k = min(cfg.batch_size, cfg.budget - sum(self.ledger.counts().values()))
-        batch = propose(cfg.acquisition, model.predict, C, k, best=best, maximize=cfg.maximize,
-                        seed=seed)
-        self.ledger.add_round(r, batch, rel, scores)
+        self.ledger.add_round(r, chosen.batch, rel, scores)
         self.log(f"round {r}: fitted on {len(X)} runs (max std {scores['max_std']:.4g}, "
-                 f"best {best:.4g}); proposed {k} runs")
+                 f"best {best:.4g}); proposed {k} runs with "
+                 f"{chosen.fraction:.0%} of the member forward passes")
 
     def _model(self, r: int, X: np.ndarray, Y: np.ndarray, seed: int) -> Surrogate:
         out = self.workdir / "models" / f"round_{r}"

@@ -12,6 +12,8 @@ A ``campaign.toml`` looks like this (every key but ``[simulator]`` and ``bounds`
     budget = 24                         # simulator runs in all (failed ones count)
     refit = "cold"                      # or "warm": continue from the last round's members
     warm_fraction = 0.3                 # a warm refit runs this share of train.epochs
+    cascade_first = 2                   # screen candidates with 2 members (default: off)
+    cascade_top_fraction = 0.25         # re-score this top share with all members
 
     [simulator]
     builtin = "branin"    # or function = "pkg.mod:f", or command = "sh run {input} {output}"
@@ -147,6 +149,11 @@ class CampaignConfig(_Strict):
     previous round's (in its standardised units) and train ``warm_fraction`` of
     ``train.epochs`` (the default was chosen by ``benchmarks/campaign.py --part warm``)."""
     warm_fraction: float = Field(default=0.3, gt=0, le=1)
+    cascade_first: PositiveInt | None = None
+    """Score every candidate with the first ``cascade_first`` members, and only the top
+    ``cascade_top_fraction`` of them (by that cheap score) with all members; the batch is chosen
+    among the re-scored candidates (:mod:`choral.campaign.screen`). ``None``: all members."""
+    cascade_top_fraction: float = Field(default=0.25, gt=0, le=1)
     stop: StopConfig = Field(default_factory=StopConfig)
     inference: InferenceConfig | None = None
     surrogate: dict[str, Any] = Field(default_factory=dict)
@@ -160,6 +167,9 @@ class CampaignConfig(_Strict):
             raise ValueError('acquisition = "posterior" and an [inference] table (observed, '
                              f'noise) go together; got acquisition = {self.acquisition!r} '
                              f'{"with" if self.inference else "without"} [inference]')
+        if self.acquisition == "posterior" and self.cascade_first is not None:
+            raise ValueError('cascade_first screens acquisition scores; acquisition = '
+                             f'"posterior" has none; got cascade_first = {self.cascade_first}')
         if self.bounds is None and self.simulator.builtin is None:
             raise ValueError("bounds are required unless simulator.builtin names a choral "
                              "simulator (whose box is known)")
@@ -172,7 +182,10 @@ class CampaignConfig(_Strict):
             cfg = cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigError(f"invalid campaign: {_explain(exc)}") from None
-        cfg.surrogate_config()  # the surrogate table is checked now, not at the first fit
+        members = cfg.surrogate_config().train.members  # checked now, not at the first fit
+        if cfg.cascade_first is not None and cfg.cascade_first > members:
+            raise ConfigError(f"invalid campaign: cascade_first must be at most the surrogate's "
+                              f"train.members = {members}; got {cfg.cascade_first}")
         return cfg
 
     @classmethod

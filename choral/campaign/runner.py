@@ -24,7 +24,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from choral.campaign.acquire import propose
 from choral.campaign.backends import LocalBackend, RayBackend
 from choral.campaign.config import CampaignConfig
 from choral.campaign.design import candidates, initial_design
@@ -34,6 +33,7 @@ from choral.campaign.posterior import (
     posterior_set,
     surrogate_log_likelihood,
 )
+from choral.campaign.screen import Screened, screen
 from choral.campaign.simulator import Outcome, Simulation
 from choral.config import Config
 from choral.errors import CampaignError
@@ -158,11 +158,21 @@ class _Loop:
         X, Y = self.ledger.data()
         model = self._model(r, X, Y, seed)
         C = candidates(cfg.candidates, self.box, seed)
-        pred = model.predict(C)
         best = float(Y[:, 0].max() if cfg.maximize else Y[:, 0].min())
-        scores = {"n_train": len(X), "max_std": float(pred.stddev.max()),
-                  "mean_std": float(pred.stddev.mean()), "best": best,
-                  "val_nll": _mean(model.metrics.get("best_val_nll"))}
+        k = min(cfg.batch_size, cfg.budget - sum(self.ledger.counts().values()))
+        if cfg.acquisition == "posterior":
+            chosen, posterior_size = self._posterior(model, C, k, seed)
+        else:
+            chosen = screen(model.predict, model, C, cfg.acquisition, k, best=best,
+                            maximize=cfg.maximize, seed=seed, first=cfg.cascade_first,
+                            top_fraction=cfg.cascade_top_fraction)
+        scores = {"n_train": len(X), "max_std": float(chosen.std.max()),
+                  "mean_std": float(chosen.std.mean()), "best": best,
+                  "val_nll": _mean(model.metrics.get("best_val_nll")),
+                  "member_passes": chosen.forward_passes,
+                  "member_pass_fraction": chosen.fraction}
+        if cfg.acquisition == "posterior":
+            scores["posterior_set"] = posterior_size
         rel = str(Path("models") / f"round_{r}")
         if scores["max_std"] < cfg.stop.target_std:
             scores["stop"] = (f"largest predictive std {scores['max_std']:.4g} is below "
@@ -170,18 +180,22 @@ class _Loop:
             self.ledger.add_round(r, np.zeros((0, len(self.box))), rel, scores)
             self.log(f"campaign finished: {scores['stop']}")
             return
-        k = min(cfg.batch_size, cfg.budget - sum(self.ledger.counts().values()))
-        if cfg.acquisition == "posterior":
-            inf = cfg.inference
-            log_lik = surrogate_log_likelihood(model, inf.observed, inf.noise)
-            scores["posterior_set"] = len(posterior_set(log_lik, C, k, inf.mass)[0])
-            batch = C[posterior_batch(log_lik, model.predict, C, k, mass=inf.mass, seed=seed)]
-        else:
-            batch = propose(cfg.acquisition, model.predict, C, k, best=best,
-                            maximize=cfg.maximize, seed=seed)
-        self.ledger.add_round(r, batch, rel, scores)
+        self.ledger.add_round(r, chosen.batch, rel, scores)
         self.log(f"round {r}: fitted on {len(X)} runs (max std {scores['max_std']:.4g}, "
-                 f"best {best:.4g}); proposed {k} runs")
+                 f"best {best:.4g}); proposed {k} runs with "
+                 f"{chosen.fraction:.0%} of the member forward passes")
+
+    def _posterior(self, model: Surrogate, C: np.ndarray, k: int,
+                   seed: int) -> tuple[Screened, int]:
+        """``acquisition = "posterior"``: the batch (k, d) among the candidates ``C`` (q, d)
+        holding ``[inference] mass`` of the surrogate posterior, and how many those are."""
+        inf = self.cfg.inference
+        pred = model.predict(C)
+        log_lik = surrogate_log_likelihood(model, inf.observed, inf.noise)
+        size = len(posterior_set(log_lik, C, k, inf.mass)[0])
+        batch = C[posterior_batch(log_lik, model.predict, C, k, mass=inf.mass, seed=seed)]
+        passes = pred.members()[2].shape[0] * len(C)
+        return Screened(batch, pred.stddev.cpu().numpy(), passes, passes), size
 
     def _model(self, r: int, X: np.ndarray, Y: np.ndarray, seed: int) -> Surrogate:
         out = self.workdir / "models" / f"round_{r}"

@@ -48,12 +48,14 @@ def status_table(status: dict[str, Any]) -> Table:
     c = status["counts"]
     table = Table(title=f"{c['done']} done, {c['pending']} pending, {c['running']} running, "
                         f"{c['failed']} failed")
-    for col in ("round", "runs", "done", "failed", "n_train", "max std", "best", "val nll"):
+    for col in ("round", "runs", "done", "failed", "n_train", "max std", "best", "val nll",
+                "passes"):
         table.add_column(col, justify="right")
     for r in status["rounds"]:
         s = r["scores"]
         table.add_row(str(r["round"]), str(r["runs"]), str(r["done"]), str(r["failed"]),
-                      *(_fmt(s.get(k)) for k in ("n_train", "max_std", "best", "val_nll")))
+                      *(_fmt(s.get(k)) for k in ("n_train", "max_std", "best", "val_nll",
+                                                      "member_pass_fraction")))
     return table
 
 

@@ -93,6 +93,8 @@ def test_posterior_needs_its_table():
         config(inference=None)
     with pytest.raises(ConfigError, match="inference"):
         config(acquisition="variance")
+    with pytest.raises(ConfigError, match="cascade_first screens acquisition scores"):
+        config(cascade_first=1)
 
 
 def test_batch_avoids_duplicates_on_a_flat_likelihood():

@@ -31,7 +31,8 @@ from choral.errors import DataError
 from choral.simulators.grf import fourier_to_grid, grf1d_coefficients
 from choral.simulators.parallel import run_batches
 
-__all__ = ["burgers_trajectories", "etdrk4_coefficients", "simulate_burgers", "solve_burgers"]
+__all__ = ["burgers_trajectories", "etdrk4_coefficients", "etdrk4_step", "simulate_burgers",
+           "solve_burgers"]
 
 FNO_MODES = 4096  # FNO's GRF1(s/2, ...) with s = 8192
 FINE_MIN = 1024
@@ -90,14 +91,23 @@ def solve_burgers(u0: np.ndarray, t: float = 1.0, nu: float = 0.1, dt: float = 1
 
     v = rfft(u0)
     for _ in range(steps):
-        Nv = nonlinear(v)
-        a = E2 * v + Q * Nv
-        Na = nonlinear(a)
-        b = E2 * v + Q * Na
-        Nb = nonlinear(b)
-        c = E2 * a + Q * (2 * Nb - Nv)
-        v = E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * nonlinear(c)
+        v = etdrk4_step(v, nonlinear, (E, E2, Q, f1, f2, f3))
     return irfft(v, n=N)
+
+
+def etdrk4_step(v: np.ndarray, nonlinear: Callable[[np.ndarray], np.ndarray],
+                coefficients: tuple[np.ndarray, ...]) -> np.ndarray:
+    """One ETDRK4 step (Cox & Matthews 2002) of ``v_t = L v + N(v)`` in Fourier space: ``v``
+    (b, K), ``nonlinear`` the map ``v -> N(v)``, ``coefficients`` ``(E, E2, h Q, h f1, h f2,
+    h f3)`` of :func:`etdrk4_coefficients` for the diagonal ``L h``."""
+    E, E2, Q, f1, f2, f3 = coefficients
+    Nv = nonlinear(v)
+    a = E2 * v + Q * Nv
+    Na = nonlinear(a)
+    b = E2 * v + Q * Na
+    Nb = nonlinear(b)
+    c = E2 * a + Q * (2 * Nb - Nv)
+    return E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * nonlinear(c)
 
 
 def fine_grid(

@@ -28,7 +28,7 @@ from scipy.fft import irfft, rfft
 
 from choral.checks import check_int
 from choral.errors import DataError
-from choral.simulators.burgers import etdrk4_coefficients
+from choral.simulators.burgers import etdrk4_coefficients, etdrk4_step
 from choral.simulators.parallel import run_batches
 
 __all__ = ["ks_wavenumbers", "simulate_ks", "solve_ks"]
@@ -77,13 +77,7 @@ def solve_ks(u0: np.ndarray, t: float, length: float = LENGTH, dt: float = 0.05,
     v, out = rfft(u0), []
     for _ in range(times):
         for _ in range(sub):
-            Nv = nl(v)
-            a = E2 * v + Q * Nv
-            Na = nl(a)
-            b = E2 * v + Q * Na
-            Nb = nl(b)
-            c = E2 * a + Q * (2 * Nb - Nv)
-            v = E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * nl(c)
+            v = etdrk4_step(v, nl, (E, E2, Q, f1, f2, f3))
         out.append(irfft(v, n=N))
     return np.stack(out, axis=1)
 

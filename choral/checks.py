@@ -10,8 +10,9 @@ Examples:
     choral.errors.DataError: k must be an integer >= 1; got k=True
     >>> as_float64([1, 2], "y").dtype
     torch.float64
-    >>> as_float64([1, 2], "y", device="cpu").device
-    device(type='cpu')
+    >>> like = torch.zeros(1)                    # on the device the result should share
+    >>> as_float64([1, 2], "y", device=like.device).device == like.device
+    True
 """
 
 from __future__ import annotations

@@ -155,8 +155,9 @@ class _Tapers:
     def __init__(self, points: np.ndarray, device: torch.device) -> None:
         z = points.reshape(len(points), -1)
         sd = z.std(0)
-        z = torch.as_tensor((z - z.mean(0)) / np.where(sd > 0, sd, 1.0), device="cpu")
-        pick = torch.randperm(len(z), generator=torch.Generator().manual_seed(0), device="cpu")
+        z = torch.from_numpy((z - z.mean(0)) / np.where(sd > 0, sd, 1.0))  # where numpy's is
+        gen = torch.Generator().manual_seed(0)
+        pick = torch.randperm(len(z), generator=gen, device=gen.device)
         sub = z[pick[:500]]
         self.length = max(0.5 * float(torch.cdist(sub, sub).median()), 1e-12)
         self.z = z.to(device)

@@ -564,7 +564,7 @@ def cross_fit(method: str, pred: Predictive, y: Any, folds: int = 5,
     if folds < 2:
         return {}
     rng = torch.Generator().manual_seed(seed)  # on the CPU: the same folds on every device
-    perm = torch.randperm(n, generator=rng, device="cpu").to(pred.device)
+    perm = torch.randperm(n, generator=rng, device=rng.device).to(pred.device)
     totals = {"before": {}, "after": {}}
     for held in perm.tensor_split(folds):
         kept = perm[~torch.isin(perm, held)]

@@ -63,8 +63,7 @@ def member_function(model: Any, batch: int = 16384,
     """The member means of a surrogate (anything with ``member_means(X (n, d) tensor)``) as a
     numpy function ``X (n, d) -> (s, n, ...)``, on the model's device, ``batch`` rows at a time
     and without gradients; ``on_rows(k)`` is told each batch of ``k`` rows done."""
-    params = getattr(model, "params", None)
-    device = next(iter(params.values())).device if params else torch.device("cpu")
+    device = getattr(model, "device", None)  # a Surrogate's; torch's default otherwise
 
     def f(X: np.ndarray) -> np.ndarray:
         parts = []

@@ -46,7 +46,7 @@ from choral.checks import check_int
 from choral.distributions import Predictive
 from choral.inference import SurrogateLikelihood
 
-__all__ = ["posterior_batch", "posterior_set", "surrogate_log_likelihood"]
+__all__ = ["batch_within", "posterior_batch", "posterior_set", "surrogate_log_likelihood"]
 
 
 def surrogate_log_likelihood(model: Any, observed: Any, noise: Any) -> Callable[[Tensor], Tensor]:
@@ -82,5 +82,12 @@ def posterior_batch(log_lik: Callable[[Tensor], Tensor],
     points (with fantasies between picks) inside the candidates' ``mass`` posterior set."""
     k = check_int(k, "k", minimum=1, maximum=len(candidates))
     keep, _ = posterior_set(log_lik, candidates, k, mass)
+    return batch_within(keep, predictive_fn, candidates, k, seed=seed)
+
+
+def batch_within(keep: np.ndarray, predictive_fn: Callable[[np.ndarray], Predictive],
+                 candidates: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """``k`` distinct indices (k,) into ``candidates`` (q, d), picked among ``keep`` (a
+    :func:`posterior_set`) by epistemic variance with fantasies between picks."""
     idx = select_batch("epistemic", predictive_fn, candidates[keep], k, seed=seed)
     return keep[np.asarray(idx, dtype=np.int64)]

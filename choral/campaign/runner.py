@@ -28,11 +28,7 @@ from choral.campaign.backends import LocalBackend, RayBackend
 from choral.campaign.config import CampaignConfig
 from choral.campaign.design import candidates, initial_design
 from choral.campaign.ledger import Ledger
-from choral.campaign.posterior import (
-    posterior_batch,
-    posterior_set,
-    surrogate_log_likelihood,
-)
+from choral.campaign.posterior import batch_within, posterior_set, surrogate_log_likelihood
 from choral.campaign.screen import Screened, screen
 from choral.campaign.simulator import Outcome, Simulation
 from choral.config import Config
@@ -192,10 +188,10 @@ class _Loop:
         inf = self.cfg.inference
         pred = model.predict(C)
         log_lik = surrogate_log_likelihood(model, inf.observed, inf.noise)
-        size = len(posterior_set(log_lik, C, k, inf.mass)[0])
-        batch = C[posterior_batch(log_lik, model.predict, C, k, mass=inf.mass, seed=seed)]
+        keep, _ = posterior_set(log_lik, C, k, inf.mass)
+        batch = C[batch_within(keep, model.predict, C, k, seed=seed)]
         passes = pred.members()[2].shape[0] * len(C)
-        return Screened(batch, pred.stddev.cpu().numpy(), passes, passes), size
+        return Screened(batch, pred.stddev.cpu().numpy(), passes, passes), len(keep)
 
     def _model(self, r: int, X: np.ndarray, Y: np.ndarray, seed: int) -> Surrogate:
         out = self.workdir / "models" / f"round_{r}"

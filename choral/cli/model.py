@@ -256,9 +256,9 @@ def predict(model: ModelOpt, data: DataOpt,
         write_predictions(out_path, data, x or cfg.x, cfg.y, arrays, level,
                           sample_dim or cfg.sample_dim)
     elif lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
-        first = next(batches)
-        shapes = {k: (len(X), *v.shape[1:]) for k, v in first.items()}
-        save_blocks(out_path, shapes, itertools.chain([first], batches))
+        head = next(batches)
+        shapes = {k: (len(X), *v.shape[1:]) for k, v in head.items()}
+        save_blocks(out_path, shapes, itertools.chain([head], batches))
     else:
         parts = list(batches)
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

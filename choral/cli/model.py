@@ -244,25 +244,25 @@ def predict(model: ModelOpt, data: DataOpt,
 
     batches = (summaries(X.read_slice(i, min(i + rows, len(X))) if lazy else X[i:i + rows])
                for i in range(0, len(X), rows))
-    if out_path.suffix.lower() in XARRAY:
-        from choral.xarrays import write_predictions
-
-        if data.suffix.lower() not in XARRAY:
-            raise DataError(f"--out {out_path.name}: netCDF/zarr output needs netCDF/zarr "
-                            f"--data (for its coordinates); got {data.name}")
-        parts = list(batches)
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        cfg = surrogate.config.data
-        write_predictions(out_path, data, x or cfg.x, cfg.y, arrays, level,
-                          sample_dim or cfg.sample_dim)
-    elif lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
+    to_xarray = out_path.suffix.lower() in XARRAY
+    if to_xarray and data.suffix.lower() not in XARRAY:
+        raise DataError(f"--out {out_path.name}: netCDF/zarr output needs netCDF/zarr "
+                        f"--data (for its coordinates); got {data.name}")
+    if lazy and out_path.suffix.lower() in (".h5", ".hdf5"):
         head = next(batches)
         shapes = {k: (len(X), *v.shape[1:]) for k, v in head.items()}
         save_blocks(out_path, shapes, itertools.chain([head], batches))
     else:
         parts = list(batches)
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        save_data(out_path, X.read_slice(0, len(X)) if lazy else X, None, **arrays)
+        if to_xarray:
+            from choral.xarrays import write_predictions
+
+            cfg = surrogate.config.data
+            write_predictions(out_path, data, x or cfg.x, cfg.y, arrays, level,
+                              sample_dim or cfg.sample_dim)
+        else:
+            save_data(out_path, X.read_slice(0, len(X)) if lazy else X, None, **arrays)
     err.print(f"wrote predictions for {len(X)} samples to {out_path}")
     if rules is not None:
         err.print(f"cascade: {passes[0]} of {passes[1]} member forward passes "

@@ -26,7 +26,7 @@ import torch
 
 from choral.errors import ConfigError, DataError
 
-__all__ = ["as_float64", "as_numpy", "check_choice", "check_int"]
+__all__ = ["as_float64", "as_numpy", "check_bounds", "check_choice", "check_int"]
 
 
 def check_int(value: Any, name: str, minimum: int | None = None,
@@ -80,3 +80,18 @@ def as_numpy(x: Any) -> np.ndarray:
     [1.0, 1.0]
     """
     return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+
+
+def check_bounds(bounds: Any, d: int | None = None) -> np.ndarray:
+    """``bounds`` as a float64 array (d, 2) with lower < upper, or a DataError naming it."""
+    try:
+        b = np.asarray(bounds, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"bounds must be numbers shaped (d, 2); got {bounds!r}") from exc
+    if b.ndim != 2 or b.shape[1] != 2 or (d is not None and b.shape[0] != d):
+        want = "(d, 2)" if d is None else f"({d}, 2), one row per input"
+        raise DataError(f"bounds must have shape {want}; got shape {b.shape}")
+    if not np.isfinite(b).all() or not (b[:, 0] < b[:, 1]).all():
+        raise DataError(f"bounds must be finite with lower < upper in every row; got "
+                        f"{b.tolist()}")
+    return b

@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from choral.atomic import atomic_write
+from choral.checks import check_bounds
 from choral.errors import DataError
 
 __all__ = ["corner_figure", "write_corner"]
@@ -40,11 +41,7 @@ def _check(samples: Any, truth: Any, bounds: Any) -> tuple[np.ndarray, ...]:
     t = None if truth is None else np.asarray(truth, dtype=np.float64).reshape(-1)
     if t is not None and t.shape != (d,):
         raise DataError(f"truth must have the samples' {d} inputs; got {t.shape[0]} values")
-    b = None if bounds is None else np.asarray(bounds, dtype=np.float64)
-    if b is not None and (b.shape != (d, 2) or not (b[:, 0] < b[:, 1]).all()):
-        raise DataError(f"bounds must be (d, 2) = ({d}, 2) with lower < upper; got shape "
-                        f"{b.shape}")
-    return X, t, b
+    return X, t, None if bounds is None else check_bounds(bounds, d)
 
 
 def corner_figure(samples: Any, *, truth: Any = None, bounds: Any = None,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, Independent, Normal, Uniform, biject_to
 
-from choral.checks import as_float64
+from choral.checks import as_float64, check_bounds
 from choral.errors import DataError
 
 __all__ = ["box_prior", "check_prior", "gaussian_prior"]
@@ -28,10 +28,7 @@ __all__ = ["box_prior", "check_prior", "gaussian_prior"]
 
 def box_prior(bounds: Any) -> Distribution:
     """Independent uniforms on the box ``bounds`` (d, 2), float64."""
-    b = as_float64(bounds, "bounds")
-    if b.ndim != 2 or b.shape[1] != 2 or not bool((b[:, 0] < b[:, 1]).all()):
-        raise DataError(f"bounds must have shape (d, 2) with lower < upper in every row; got "
-                        f"{b.tolist()}")
+    b = torch.as_tensor(check_bounds(bounds))
     return Independent(Uniform(b[:, 0], b[:, 1]), 1)
 
 

@@ -33,29 +33,14 @@ import numpy as np
 import torch
 from scipy import stats
 
-from choral.checks import check_int
+from choral.checks import check_bounds, check_int
 from choral.errors import DataError
 from choral.sensitivity.result import SobolIndices
 
-__all__ = ["check_bounds", "member_function", "sobol_indices"]
+__all__ = ["member_function", "sobol_indices"]
 
 MemberFunction = Callable[[np.ndarray], np.ndarray]
 """``f(X (n, d)) -> (s, n, ...)`` member means, or ``(n, ...)`` for one function."""
-
-
-def check_bounds(bounds: Any, d: int | None = None) -> np.ndarray:
-    """``bounds`` as a float64 array (d, 2) with lower < upper, or a DataError naming it."""
-    try:
-        b = np.asarray(bounds, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"bounds must be numbers shaped (d, 2); got {bounds!r}") from exc
-    if b.ndim != 2 or b.shape[1] != 2 or (d is not None and b.shape[0] != d):
-        want = "(d, 2)" if d is None else f"({d}, 2), one row per input"
-        raise DataError(f"bounds must have shape {want}; got shape {b.shape}")
-    if not np.isfinite(b).all() or not (b[:, 0] < b[:, 1]).all():
-        raise DataError(f"bounds must be finite with lower < upper in every row; got "
-                        f"{b.tolist()}")
-    return b
 
 
 def member_function(model: Any, batch: int = 16384,

@@ -19,7 +19,8 @@ from choral.surrogate.shards import shard_members
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-SETTINGS = {"train.members": 4, "train.epochs": 150, "train.patience": 20,
+# no early stop: each shard trains for seconds, long enough to be killed mid-fit
+SETTINGS = {"train.members": 4, "train.epochs": 400, "train.patience": 400,
             "train.checkpoint_seconds": 0.1, "model.hidden": [16], "train.seed": 2}
 
 
@@ -39,6 +40,15 @@ def cluster():
     nodes.shutdown()
 
 
+def _training(shard):
+    """Whether a shard's checkpoint shows it training (started, not finished)."""
+    if not shard.exists():
+        return False
+    saved = torch.load(shard, map_location="cpu", weights_only=True)
+    assert not saved["done"], f"{shard.name} finished before the other shard started"
+    return saved["current"] is not None
+
+
 def test_shards_are_contiguous_and_cover_every_member():
     parts = shard_members(7, 3)
     assert np.concatenate(parts).tolist() == list(range(7)) and len(parts) == 3
@@ -56,10 +66,9 @@ def test_a_node_killed_mid_fit_loses_nothing(cluster, data, tmp_path):
     fit.start()
     shards = [tmp_path / f"fit.checkpoint.shard{k}" for k in range(2)]
     deadline = time.monotonic() + 120
-    while not all(s.exists() for s in shards):
-        assert time.monotonic() < deadline and fit.is_alive(), "the shards wrote no checkpoint"
+    while not all(_training(s) for s in shards):  # both shards mid-training, on either node
+        assert time.monotonic() < deadline and fit.is_alive(), "the shards were never both training"
         time.sleep(0.05)
-    assert fit.is_alive()
     nodes.remove_node(worker, allow_graceful=False)  # its shard dies with it mid-training
     fit.join(timeout=300)
     assert not fit.is_alive()

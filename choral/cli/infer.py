@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from choral.atomic import atomic_write
-from choral.cli.common import DeviceOpt, JsonOpt, ModelOpt, XOpt, load_xy, out, progress
-from choral.cli.sensitivity import parse_bounds
+from choral.cli.common import DeviceOpt, JsonOpt, ModelOpt, XOpt, out, progress
+from choral.cli.sensitivity import input_box
 from choral.errors import DataError
 from choral.inference import box_prior, gaussian_prior
 from choral.inference import infer as run_infer
@@ -58,7 +58,8 @@ def infer(
         noise: Annotated[str, typer.Option(
             help="Observation noise standard deviation: a number, or a JSON list per output.")],
         out_path: Annotated[Path, typer.Option("--out", help="Posterior samples (.npz).")],
-        prior: Annotated[str, typer.Option(help="box (uniform on --bounds or --data's box) or "
+        prior: Annotated[str, typer.Option(help="box (uniform on --bounds, --data's box or the "
+                                           "training inputs' box) or "
                                            "gaussian (--prior-loc, --prior-scale).")] = "box",
         bounds: Annotated[str | None, typer.Option(
             help="Box of the uniform prior, JSON [[lower, upper], ...].")] = None,
@@ -100,13 +101,7 @@ def infer(
                         f"of shape (n, {', '.join(map(str, surrogate.x_shape))})")
     d = surrogate.x_shape[0]
     if prior == "box":
-        if bounds is not None:
-            box = parse_bounds(bounds, d)
-        elif data is not None:
-            X, _ = load_xy(surrogate, data, x, None, require_y=False)
-            box = np.stack([X.min(0), X.max(0)], axis=1)
-        else:
-            raise DataError("the box prior needs --bounds [[lower, upper], ...] or --data FILE")
+        box = input_box(surrogate, bounds, data, x)
         dist = box_prior(box)
     elif prior == "gaussian":
         if prior_loc is None or prior_scale is None:

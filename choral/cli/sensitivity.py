@@ -15,7 +15,7 @@ from choral.errors import DataError
 from choral.sensitivity import KINDS, check_bounds, sobol_indices
 from choral.surrogate import Surrogate
 
-__all__ = ["parse_bounds", "sensitivity"]
+__all__ = ["input_box", "parse_bounds", "sensitivity"]
 
 
 def parse_bounds(text: str, d: int) -> np.ndarray:
@@ -32,12 +32,29 @@ def parse_bounds(text: str, d: int) -> np.ndarray:
     return check_bounds(value, d)
 
 
+def input_box(surrogate: Surrogate, bounds: str | None, data: Path | None,
+              x: str | None) -> np.ndarray:
+    """The input box (d, 2) of ``--bounds``, else of ``--data``'s inputs, else the box of the
+    inputs the model was fitted on (``metrics["input_box"]``; models saved before it have none)."""
+    d = surrogate.x_shape[0]
+    if bounds is not None:
+        return parse_bounds(bounds, d)
+    if data is not None:
+        X, _ = load_xy(surrogate, data, x, None, require_y=False)
+        return check_bounds(np.stack([X.min(0), X.max(0)], axis=1), d)
+    if "input_box" in surrogate.metrics:
+        return check_bounds(surrogate.metrics["input_box"], d)
+    raise DataError("give the input box: --bounds [[lower, upper], ...] or --data FILE (the box "
+                    "of its inputs); this model does not record its training inputs' box")
+
+
 def sensitivity(
         model: ModelOpt,
         n: Annotated[int, typer.Option("--n", min=2, help="Base samples, a power of 2; the "
                                        "surrogate runs on n (d + 2) inputs.")] = 4096,
         bounds: Annotated[str | None, typer.Option(
-            help="Input box as JSON [[lower, upper], ...], one pair per input.")] = None,
+            help="Input box as JSON [[lower, upper], ...], one pair per input (default: "
+                 "--data's box, else the box of the inputs the model was fitted on).")] = None,
         data: Annotated[Path | None, typer.Option(
             "--data", help="Take the input box from this data file's X (min and max per "
                            "input) when --bounds is not given, e.g. the training data.")] = None,
@@ -55,14 +72,7 @@ def sensitivity(
         raise DataError(f"sensitivity needs a model of vector inputs (n, d); this one takes "
                         f"inputs of shape (n, {', '.join(map(str, surrogate.x_shape))})")
     d = surrogate.x_shape[0]
-    if bounds is not None:
-        box = parse_bounds(bounds, d)
-    elif data is not None:
-        X, _ = load_xy(surrogate, data, x, None, require_y=False)
-        box = check_bounds(np.stack([X.min(0), X.max(0)], axis=1), d)
-    else:
-        raise DataError("give the input box: --bounds [[lower, upper], ...] or --data FILE "
-                        "(the box of its inputs)")
+    box = input_box(surrogate, bounds, data, x)
     if not 0.0 < level < 1.0:
         raise DataError(f"--level must be in (0, 1); got {level}")
     with progress("rows") as bar:

@@ -57,6 +57,7 @@ from choral.storage import ModelFiles, read_model_dir, write_model_dir
 from choral.surrogate.shards import run_shards
 from choral.surrogate.streaming import (
     StandardisedRows,
+    input_box,
     is_lazy,
     rows_of,
     statistics,
@@ -150,6 +151,8 @@ class Surrogate:
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "n_calibration": len(cal_idx),
                         "backend": self.backend, **vars(history)}
+        if len(self.x_shape) == 1:  # the default box of choral infer and choral sensitivity
+            self.metrics["input_box"] = input_box(X)
         held = next(rows for rows in (cal_idx, val_idx, train_idx) if len(rows)).numpy()
         X_held, Y_held = take(X, held), take(Y, held)
         pred = self.predict(X_held, calibrated=False)

@@ -52,6 +52,18 @@ def features(rows: Rows, norm: Standardiser) -> np.ndarray:
     return np.concatenate([pooled_features(norm.transform(b)) for b in _blocks(rows)])
 
 
+def input_box(a: Any) -> list[list[float]]:
+    """The box [[lower, upper], ...] (d pairs) of vector inputs ``a`` (n, d), lazy or not.
+
+    Examples:
+        >>> input_box(np.array([[0.0, 5.0], [2.0, 3.0]]))
+        [[0.0, 2.0], [3.0, 5.0]]
+    """
+    blocks = _blocks(a) if is_lazy(a) else (np.asarray(a),)
+    lo_hi = np.array([(b.min(0), b.max(0)) for b in blocks])  # (blocks, 2, d)
+    return np.stack([lo_hi[:, 0].min(0), lo_hi[:, 1].max(0)], axis=1).tolist()
+
+
 def take(a: Any, idx: np.ndarray) -> np.ndarray:
     """Rows ``idx`` (k,) of an array or of lazy rows, as a float64 array in memory."""
     return a.read(idx) if is_lazy(a) else a[idx]

@@ -134,6 +134,11 @@ def test_errors_name_the_argument(fitted, tmp_path):
         infer(model, [1.0, 2.0], 0.1, box_prior([[0, 1]]))
     observed = tmp_path / "y.json"
     observed.write_text("[1, 2]")
+    path = tmp_path / "old"  # saved before models recorded their training box: no default box
+    model.save(path)
+    metrics = json.loads((path / "metrics.json").read_text())
+    del metrics["input_box"]
+    (path / "metrics.json").write_text(json.dumps(metrics))
     result = CliRunner().invoke(app, ["infer", "--model", str(path), "--observed",
                                       str(observed), "--noise", "0.1", "--out",
                                       str(tmp_path / "p.npz")])

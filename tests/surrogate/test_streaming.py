@@ -44,6 +44,11 @@ def test_streamed_fit_equals_in_memory_fit(tmp_path, kind):
     torch.testing.assert_close(b.mean, a.mean, rtol=1e-8, atol=1e-10)
     assert lazy.metrics["calibration"]["method"] == memory.metrics["calibration"]["method"]
     np.testing.assert_allclose(lazy.ood(X[:10])[0], memory.ood(X[:10])[0], rtol=1e-6)
+    if kind == "vectors":  # the training box, read block by block, is every row's min and max
+        box = np.stack([X.min(0), X.max(0)], axis=1).tolist()
+        assert lazy.metrics["input_box"] == memory.metrics["input_box"] == box
+    else:
+        assert "input_box" not in memory.metrics
 
 
 def test_nan_rows_in_a_streamed_file_are_named(tmp_path):

@@ -19,7 +19,10 @@ from choral.inference import box_prior, gaussian_prior
 from choral.inference import infer as run_infer
 from choral.surrogate import Surrogate
 
-__all__ = ["infer", "read_observed"]
+__all__ = ["FIELDS", "infer", "read_observed"]
+
+FIELDS = {"darcy_modes": "Darcy coefficient a"}
+"""Fields the inputs may parameterise (``--field``), with the name the report gives them."""
 
 
 def read_observed(path: Path, key: str | None) -> np.ndarray:
@@ -80,20 +83,36 @@ def infer(
             help="Also write a corner plot of the samples to this .png (limits: the box prior's "
                  "box when there is one).")] = None,
         truth: Annotated[str | None, typer.Option(
-            help="True inputs to mark on the corner plot, JSON [x0, x1, ...].")] = None,
+            help="True inputs to mark on the corner plot and report, JSON [x0, x1, ...].")
+        ] = None,
+        report: Annotated[Path | None, typer.Option(
+            help="Also write an HTML report to this directory (index.html, corner.png and, "
+                 "with --field, field.png).")] = None,
+        field: Annotated[str | None, typer.Option(
+            help="The inputs parameterise a field: darcy_modes (the Darcy coefficient of the "
+                 "darcy_modes simulator's GRF mode coefficients). The report then shows its "
+                 "posterior mean and std.")] = None,
+        field_resolution: Annotated[int, typer.Option(
+            min=3, help="Nodes per axis of the --field images.")] = 33,
         x: XOpt = None, as_json: JsonOpt = False, device: DeviceOpt = None) -> None:
     """Posterior samples of the inputs given observed outputs (vectorised HMC through the
     surrogate's member mixture likelihood, observation noise added to every member).
 
     Writes OUT (.npz): samples (chains, draws, d), X (chains draws, d), rhat (d,), ess (d,);
-    with --plot, a corner plot (histograms, 2-D histograms below the diagonal, --truth marked).
+    with --plot, a corner plot (histograms, 2-D histograms below the diagonal, --truth marked);
+    with --report DIR, an HTML page with the summary, the corner plot and, with --field, the
+    posterior mean and std of the field the inputs parameterise.
     Prints the posterior mean, std and interval per input, with R-hat and ESS."""
     if out_path.suffix.lower() != ".npz":
         raise DataError(f"--out must be an .npz file; got {out_path.name}")
     if plot is not None and plot.suffix.lower() != ".png":
         raise DataError(f"--plot must be a .png file; got {plot.name}")
-    if truth is not None and plot is None:
-        raise DataError("--truth marks the corner plot: give --plot FILE.png too")
+    if truth is not None and plot is None and report is None:
+        raise DataError("--truth marks the corner plot: give --plot FILE.png or --report DIR")
+    if field is not None and field not in FIELDS:
+        raise DataError(f"--field must be one of {', '.join(FIELDS)}; got {field!r}")
+    if field is not None and report is None:
+        raise DataError("--field draws the field in the report: give --report DIR too")
     surrogate = Surrogate.load(model, device)
     if len(surrogate.x_shape) != 1:
         raise DataError(f"infer needs a model of vector inputs (n, d); this one takes inputs "
@@ -135,6 +154,14 @@ def infer(
         from choral.inference.corner import write_corner  # matplotlib is slow to import: only here
 
         write_corner(plot, post.flat, truth=marks, bounds=box if prior == "box" else None)
+    if report is not None:
+        from choral.inference.report import darcy_modes_field, write_posterior_report
+
+        maps = {"darcy_modes": darcy_modes_field}
+        write_posterior_report(report, post, truth=marks,
+                               bounds=box if prior == "box" else None, level=level,
+                               field=None if field is None else maps[field](field_resolution),
+                               field_name=FIELDS.get(field, "field"))
     summary = post.summary(level)
     if as_json:
         print(json.dumps(summary))

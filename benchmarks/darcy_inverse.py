@@ -64,7 +64,7 @@ def field_coverage(samples: np.ndarray, truth: np.ndarray, nodes: np.ndarray) ->
 def run(model, y_obs, sigma, truth, args, seed, warmup, draws, nodes) -> dict:
     prior = gaussian_prior(np.zeros(args.modes), 1.0)
     post = infer(model, y_obs, sigma, prior, chains=args.chains, warmup=warmup, draws=draws,
-                 steps=args.steps, seed=seed)
+                 steps=args.steps, init_factor=args.init_factor, seed=seed)
     return {**field_coverage(post.flat, truth, nodes), "seconds": post.info["seconds"],
             "iterations": warmup + draws, "max_rhat": float(post.rhat.max()),
             "min_ess": float(post.ess.min()), "acceptance": post.info["acceptance"],
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--draws", type=int, default=300)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--init-factor", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=SETTINGS["train.epochs"])
     parser.add_argument("--solver-problems", type=int, default=1)
     parser.add_argument("--solver-warmup", type=int, default=None)

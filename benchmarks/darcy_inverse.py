@@ -20,7 +20,8 @@ epistemic and aleatoric variances added to the noise). Reported per problem and 
 Solver: the same ``infer`` call (same prior, chains, steps, seed) with the likelihood through
 the numerical solver itself (:func:`choral.simulators.darcy_adjoint.sensor_map`, exact Gaussian
 likelihood, gradient by the adjoint method) on the first ``--solver-problems`` problems, with
-``--solver-warmup``/``--solver-draws`` (defaults: the surrogate's). Prints JSON.
+``--solver-warmup``/``--solver-draws`` (defaults: the surrogate's); ``--solver-only I ...``
+skips the surrogate and runs the solver's MCMC on problems ``I`` (a diagnostic). Prints JSON.
 """
 
 from __future__ import annotations
@@ -71,6 +72,36 @@ def run(model, y_obs, sigma, truth, args, seed, warmup, draws, nodes) -> dict:
             "divergences": post.info["divergences"], "mean_xi": post.flat.mean(0).tolist()}
 
 
+def surrogate_problems(args, X, Y, Xt, Yt, y_obs, sigma, nodes, report) -> list[dict]:
+    """Fit the surrogate on (X, Y), run its MCMC on every problem; fills ``report``."""
+    start = time.perf_counter()
+    model = Surrogate(Config().updated(**{**SETTINGS, "train.epochs": args.epochs})).fit(X, Y)
+    report["fit_seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps({"fit_seconds": report["fit_seconds"]}), flush=True)
+    pred = model.predict(Xt)
+    rel = float(np.sqrt(((pred.mean.numpy() - Yt) ** 2).mean()) / np.sqrt((Yt**2).mean()))
+    report["surrogate_test_rel_rmse"] = rel
+    print(json.dumps({"surrogate_test_rel_rmse": rel}), flush=True)
+    problems = []
+    for i in range(args.problems):
+        problems.append(run(model, y_obs[i], sigma, Xt[i], args, i, args.warmup, args.draws,
+                            nodes))
+        print(json.dumps({"problem": i, **{k: v for k, v in problems[-1].items()
+                                           if k != "mean_xi"}}), flush=True)
+    report["problems"] = problems
+    cov = np.array([p["field_coverage"] for p in problems])
+    report["surrogate"] = {
+        "field_coverage_mean": float(cov.mean()),
+        "field_coverage_median": float(np.median(cov)),
+        "xi_coverage_mean": float(np.mean([p["xi_coverage"] for p in problems])),
+        "seconds_per_problem": float(np.mean([p["seconds"] for p in problems])),
+        "seconds_per_iteration": float(np.mean([p["seconds"] / p["iterations"]
+                                                for p in problems])),
+        "max_rhat": float(max(p["max_rhat"] for p in problems)),
+        "target_met": bool(0.85 <= cov.mean() <= 0.95)}
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=2000)
@@ -85,6 +116,8 @@ def main() -> None:
     parser.add_argument("--solver-problems", type=int, default=1)
     parser.add_argument("--solver-warmup", type=int, default=None)
     parser.add_argument("--solver-draws", type=int, default=None)
+    parser.add_argument("--solver-only", type=int, nargs="+", default=None,
+                        help="skip the surrogate; the solver MCMC on these problem indices")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -98,34 +131,13 @@ def main() -> None:
     report["simulate_train_seconds"] = round(time.perf_counter() - start, 2)
     sigma = 0.01 * float(np.sqrt((Y**2).mean()))
     report["noise_sigma"] = sigma
-    start = time.perf_counter()
-    model = Surrogate(Config().updated(**{**SETTINGS, "train.epochs": args.epochs})).fit(X, Y)
-    report["fit_seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps({"fit_seconds": report["fit_seconds"]}), flush=True)
     Xt, Yt = simulate_darcy_modes(args.problems, seed=1, resolution=RES, modes=args.modes,
                                   sensors=SENSORS)
     y_obs = Yt + sigma * np.random.default_rng(2).standard_normal(Yt.shape)
-    pred = model.predict(Xt)
-    report["surrogate_test_rel_rmse"] = float(np.sqrt(((pred.mean.numpy() - Yt) ** 2).mean())
-                                              / np.sqrt((Yt**2).mean()))
-    print(json.dumps({"surrogate_test_rel_rmse": report["surrogate_test_rel_rmse"]}), flush=True)
     nodes = np.linspace(0.0, 1.0, RES)
-    problems = []
-    for i in range(args.problems):
-        problems.append(run(model, y_obs[i], sigma, Xt[i], args, i, args.warmup, args.draws,
-                            nodes))
-        print(json.dumps({"problem": i, **{k: v for k, v in problems[-1].items()
-                                           if k != "mean_xi"}}), flush=True)
-    report["problems"] = problems
-    cov = np.array([p["field_coverage"] for p in problems])
-    report["surrogate"] = {
-        "field_coverage_mean": float(cov.mean()), "field_coverage_median": float(np.median(cov)),
-        "xi_coverage_mean": float(np.mean([p["xi_coverage"] for p in problems])),
-        "seconds_per_problem": float(np.mean([p["seconds"] for p in problems])),
-        "seconds_per_iteration": float(np.mean([p["seconds"] / p["iterations"]
-                                                for p in problems])),
-        "max_rhat": float(max(p["max_rhat"] for p in problems)),
-        "target_met": bool(0.85 <= cov.mean() <= 0.95)}
+    problems = [] if args.solver_only is not None else surrogate_problems(
+        args, X, Y, Xt, Yt, y_obs, sigma, nodes, report)
+    solver_indices = range(args.solver_problems) if args.solver_only is None else args.solver_only
     exact = sensor_map(RES, args.modes, SENSORS)
 
     def solver_moments(x: torch.Tensor):  # one "member": the solver, no model variance
@@ -135,15 +147,17 @@ def main() -> None:
     warmup = args.warmup if args.solver_warmup is None else args.solver_warmup
     draws = args.draws if args.solver_draws is None else args.solver_draws
     solver = []
-    for i in range(args.solver_problems):
-        res = run(solver_moments, y_obs[i], sigma, Xt[i], args, i, warmup, draws, nodes)
-        res["mean_xi_difference_max"] = float(np.max(np.abs(
-            np.array(res["mean_xi"]) - np.array(problems[i]["mean_xi"]))))
+    for i in solver_indices:
+        res = {"problem": i, **run(solver_moments, y_obs[i], sigma, Xt[i], args, i, warmup,
+                                   draws, nodes)}
+        if problems:
+            res["mean_xi_difference_max"] = float(np.max(np.abs(
+                np.array(res["mean_xi"]) - np.array(problems[i]["mean_xi"]))))
         solver.append(res)
         print(json.dumps({"solver_problem": i, **{k: v for k, v in res.items()
                                                   if k != "mean_xi"}}), flush=True)
     report["solver"] = solver
-    if solver:
+    if solver and problems:
         per_it = float(np.mean([r["seconds"] / r["iterations"] for r in solver]))
         report["speedup_per_iteration"] = per_it / report["surrogate"]["seconds_per_iteration"]
     text = json.dumps(report, indent=1)

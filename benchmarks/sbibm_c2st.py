@@ -12,7 +12,8 @@ posterior samples shipped with sbibm, scored by sbibm's C2ST (its code: an MLP c
 two layers of 10 d units, 5-fold cross-validated accuracy on z-scored samples; 0.5 is perfect).
 sbibm's ``metrics`` package is loaded from its file (its ``__init__`` needs a package that is
 not installed). SBC on gaussian_linear: ``--sbc`` problems from the prior, 99 draws each, rank
-uniformity by a chi-square test per dimension. Prints one JSON object.
+uniformity by a chi-square test per dimension. ``--nle``: sbi's NLE on the same pairs too, its
+posterior sampled by sbibm's MCMC settings (slow). Prints one JSON object.
 
 The published protocol is 10 observations at 1k, 10k and 100k simulations; what runs here is
 reduced (see RESULTS.md), and the published NPE figures (sbibm 2021) are printed beside.
@@ -59,17 +60,25 @@ def published(task: str) -> dict:
             if r[0] == task}
 
 
-def run_sbi(prior, theta, x, seed: int):
+def run_sbi(prior, theta, x, seed: int, method: str = "npe"):
+    """sbi's NPE, or its NLE with sbibm's MCMC settings (vectorised slice sampling, 100
+    chains, 25 warmup steps, thinning 10, chains started by resampling prior draws)."""
     import tempfile
 
-    from sbi.inference import NPE
+    from sbi.inference import NLE, NPE
     from torch.utils.tensorboard import SummaryWriter
 
     torch.manual_seed(seed)  # sbi's training logs go to a temporary folder, not ./sbi-logs
     writer = SummaryWriter(log_dir=tempfile.mkdtemp(prefix="sbi-logs-"))
-    inference = NPE(prior=prior, show_progress_bars=False, summary_writer=writer)
+    trainer = NPE if method == "npe" else NLE
+    inference = trainer(prior=prior, show_progress_bars=False, summary_writer=writer)
     estimator = inference.append_simulations(theta.float(), x.float()).train()
-    return inference.build_posterior(estimator)
+    if method == "npe":
+        return inference.build_posterior(estimator)
+    return inference.build_posterior(
+        estimator, mcmc_method="slice_np_vectorized",
+        mcmc_parameters={"num_chains": 100, "warmup_steps": 25, "thin": 10,
+                         "init_strategy": "resample"})
 
 
 def main() -> None:
@@ -80,6 +89,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--sbc", type=int, default=300)
+    parser.add_argument("--nle", action="store_true", help="also sbi's NLE (MCMC: slow)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     import sbibm
@@ -101,6 +111,10 @@ def main() -> None:
         ours = fit_npe(theta.double(), x.double(), members=args.members, seed=0,
                        support=prior_dist.support)
         ours_seconds = time.perf_counter() - start
+        if args.nle:
+            start = time.perf_counter()
+            nle_post = run_sbi(prior_dist, theta, x, seed=0, method="nle")
+            nle_seconds = time.perf_counter() - start
         rows = []
         for k in args.observations:
             obs = task.get_observation(num_observation=k)[0]
@@ -111,12 +125,18 @@ def main() -> None:
             rows.append({"observation": k,
                          "sbi_npe": float(c2st(ref, sbi_draws)[0]),
                          "choral_npe": float(c2st(ref, our_draws)[0])})
+            if args.nle:
+                start = time.perf_counter()
+                nle_draws = nle_post.sample((args.samples,), x=obs, show_progress_bars=False)
+                rows[-1]["sbi_nle"] = float(c2st(ref, nle_draws)[0])
+                rows[-1]["sbi_nle_sample_seconds"] = round(time.perf_counter() - start, 1)
             print(json.dumps({name: rows[-1]}), flush=True)
+        methods = ("sbi_npe", "choral_npe") + (("sbi_nle",) if args.nle else ())
         entry = {"train_seconds": {"sbi_npe": round(sbi_seconds, 1),
-                                   "choral_npe": round(ours_seconds, 1)},
+                                   "choral_npe": round(ours_seconds, 1),
+                                   **({"sbi_nle": round(nle_seconds, 1)} if args.nle else {})},
                  "per_observation": rows,
-                 "mean": {m: float(np.mean([r[m] for r in rows]))
-                          for m in ("sbi_npe", "choral_npe")},
+                 "mean": {m: float(np.mean([r[m] for r in rows])) for m in methods},
                  "published_npe_mean_10_obs": published(name).get("NPE", {})}
         if name == "gaussian_linear" and args.sbc:
             torch.manual_seed(100)

@@ -9,7 +9,7 @@ import typer
 
 from choral.cli.common import err, progress
 from choral.data import save_data
-from choral.simulators import KINDS
+from choral.simulators import FIELD_SIMULATORS, KINDS
 from choral.simulators import simulate as run_simulator
 
 __all__ = ["simulate"]
@@ -21,7 +21,7 @@ def simulate(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS
              out_path: Annotated[Path, typer.Option("--out", help="Output .npz/.h5/.csv.")] = Path(
                  "data.npz"),
              resolution: Annotated[int | None, typer.Option(
-                 help="Grid points per axis (field simulators: darcy, burgers, ks).")] = None,
+                 help="Grid points per axis (darcy, burgers, ks, darcy_modes).")] = None,
              workers: Annotated[int, typer.Option(
                  help="Processes solving in parallel (field simulators).")] = 1,
              fine: Annotated[int | None, typer.Option(
@@ -30,7 +30,7 @@ def simulate(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS
              steps: Annotated[int | None, typer.Option(
                  help="States recorded per trajectory (ks; default 100).")] = None) -> None:
     """Generate data with a built-in simulator (inputs sampled in its standard box)."""
-    if KINDS.get(name) == "field":
+    if name in FIELD_SIMULATORS:  # options, workers and progress (darcy_modes: vector data)
         with progress("samples") as bar:
             task = bar.add_task(f"simulate {name}", total=n, info="")
             options = {k: v for k, v in (("resolution", resolution), ("fine", fine),

@@ -4,6 +4,7 @@ a saved surrogate (:func:`choral.inference.infer`)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,11 +16,14 @@ from choral.atomic import atomic_write
 from choral.cli.common import DeviceOpt, JsonOpt, ModelOpt, XOpt, out, progress
 from choral.cli.sensitivity import input_box
 from choral.errors import DataError
-from choral.inference import box_prior, gaussian_prior
+from choral.inference import Posterior, box_prior, gaussian_prior
 from choral.inference import infer as run_infer
 from choral.surrogate import Surrogate
 
-__all__ = ["infer", "read_observed"]
+__all__ = ["FIELDS", "infer", "read_observed"]
+
+FIELDS = {"darcy_modes": "Darcy coefficient a"}
+"""Fields the inputs may parameterise (``--field``), with the name the report gives them."""
 
 
 def read_observed(path: Path, key: str | None) -> np.ndarray:
@@ -81,20 +85,50 @@ def infer(
             help="Also write a corner plot of the samples to this .png (limits: the box prior's "
                  "box when there is one).")] = None,
         truth: Annotated[str | None, typer.Option(
-            help="True inputs to mark on the corner plot, JSON [x0, x1, ...].")] = None,
+            help="True inputs to mark on the corner plot and report, JSON [x0, x1, ...].")
+        ] = None,
+        report: Annotated[Path | None, typer.Option(
+            help="Also write an HTML report to this directory (index.html, corner.png and, "
+                 "with --field, field.png).")] = None,
+        field: Annotated[str | None, typer.Option(
+            help="The inputs parameterise a field: darcy_modes (the Darcy coefficient of the "
+                 "darcy_modes simulator's GRF mode coefficients). The report then shows its "
+                 "posterior mean and std.")] = None,
+        field_resolution: Annotated[int, typer.Option(
+            min=3, help="Nodes per axis of the --field images.")] = 33,
+        method: Annotated[str, typer.Option(
+            help="hmc (MCMC through the surrogate likelihood) or npe (amortised: an ensemble of "
+                 "zuko flows trained on --simulations surrogate draws, then --draws independent "
+                 "draws; --chains, --warmup, --steps unused).")] = "hmc",
+        simulations: Annotated[int, typer.Option(
+            min=10, help="npe: training pairs (x from the prior, y a member-coherent surrogate "
+                         "draw plus the noise).")] = 10_000,
+        flows: Annotated[int, typer.Option(min=1, help="npe: flows in the ensemble.")] = 5,
+        npe_epochs: Annotated[int, typer.Option(
+            min=1, help="npe: most training epochs per flow (early stopping on held-out "
+                        "pairs).")] = 500,
         x: XOpt = None, as_json: JsonOpt = False, device: DeviceOpt = None) -> None:
     """Posterior samples of the inputs given observed outputs (vectorised HMC through the
     surrogate's member mixture likelihood, observation noise added to every member).
 
-    Writes OUT (.npz): samples (chains, draws, d), X (chains draws, d), rhat (d,), ess (d,);
-    with --plot, a corner plot (histograms, 2-D histograms below the diagonal, --truth marked).
+    Writes OUT (.npz): samples (chains, draws, d), X (chains draws, d), rhat (d,), ess (d,)
+    (--method npe: samples (1, draws, d), independent draws: rhat NaN, ess = draws);
+    with --plot, a corner plot (histograms, 2-D histograms below the diagonal, --truth marked);
+    with --report DIR, an HTML page with the summary, the corner plot and, with --field, the
+    posterior mean and std of the field the inputs parameterise.
     Prints the posterior mean, std and interval per input, with R-hat and ESS."""
     if out_path.suffix.lower() != ".npz":
         raise DataError(f"--out must be an .npz file; got {out_path.name}")
     if plot is not None and plot.suffix.lower() != ".png":
         raise DataError(f"--plot must be a .png file; got {plot.name}")
-    if truth is not None and plot is None:
-        raise DataError("--truth marks the corner plot: give --plot FILE.png too")
+    if truth is not None and plot is None and report is None:
+        raise DataError("--truth marks the corner plot: give --plot FILE.png or --report DIR")
+    if field is not None and field not in FIELDS:
+        raise DataError(f"--field must be one of {', '.join(FIELDS)}; got {field!r}")
+    if method not in ("hmc", "npe"):
+        raise DataError(f"--method must be hmc or npe; got {method!r}")
+    if field is not None and report is None:
+        raise DataError("--field draws the field in the report: give --report DIR too")
     surrogate = Surrogate.load(model, device)
     if len(surrogate.x_shape) != 1:
         raise DataError(f"infer needs a model of vector inputs (n, d); this one takes inputs "
@@ -115,11 +149,15 @@ def infer(
     if marks is not None and marks.shape != (d,):
         raise DataError(f"--truth must list the model's {d} inputs; got {marks.tolist()}")
     y_obs = read_observed(observed, key)
-    with progress("iterations") as bar:
-        task = bar.add_task("infer", total=warmup + draws, info="")
-        post = run_infer(surrogate, y_obs, np.asarray(_json_list(noise, "--noise"), float),
-                         dist, chains=chains, warmup=warmup, draws=draws, steps=steps,
-                         seed=seed, on_draw=lambda i: bar.update(task, completed=i + 1))
+    sigma = np.asarray(_json_list(noise, "--noise"), float)
+    if method == "npe":
+        post = _npe(surrogate, y_obs, sigma, dist, simulations, flows, npe_epochs, draws, seed)
+    else:
+        with progress("iterations") as bar:
+            task = bar.add_task("infer", total=warmup + draws, info="")
+            post = run_infer(surrogate, y_obs, sigma, dist, chains=chains, warmup=warmup,
+                             draws=draws, steps=steps, seed=seed,
+                             on_draw=lambda i: bar.update(task, completed=i + 1))
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -130,15 +168,53 @@ def infer(
         from choral.inference.corner import write_corner  # matplotlib is slow to import: only here
 
         write_corner(plot, post.flat, truth=marks, bounds=box if prior == "box" else None)
+    if report is not None:
+        from choral.inference.report import darcy_modes_field, write_posterior_report
+
+        maps = {"darcy_modes": darcy_modes_field}
+        write_posterior_report(report, post, truth=marks,
+                               bounds=box if prior == "box" else None, level=level,
+                               field=None if field is None else maps[field](field_resolution),
+                               field_name=FIELDS.get(field, "field"))
     summary = post.summary(level)
+    if method == "npe":
+        summary["rhat"] = [None] * d  # independent draws: no R-hat
     if as_json:
         print(json.dumps(summary))
         return
+    title = (f"posterior (npe: {flows} flows on {simulations} surrogate draws, {draws} draws)"
+             if method == "npe" else
+             f"posterior ({chains} chains x {draws} draws, acceptance "
+             f"{summary['acceptance']:.2f}, {summary['divergences']} divergences)")
     table = Table("input", "mean", "std", f"{100 * level:g}% interval", "R-hat", "ESS",
-                  title=f"posterior ({chains} chains x {draws} draws, acceptance "
-                        f"{summary['acceptance']:.2f}, {summary['divergences']} divergences)")
+                  title=title)
     for i in range(d):
         table.add_row(f"x{i}", f"{summary['mean'][i]:.4g}", f"{summary['std'][i]:.3g}",
                       f"[{summary['lower'][i]:.4g}, {summary['upper'][i]:.4g}]",
-                      f"{summary['rhat'][i]:.3f}", f"{summary['ess'][i]:.0f}")
+                      "-" if summary["rhat"][i] is None else f"{summary['rhat'][i]:.3f}",
+                      f"{summary['ess'][i]:.0f}")
     out.print(table)
+
+
+def _npe(model: Surrogate, y_obs: np.ndarray, sigma: np.ndarray, prior, simulations: int,
+         flows: int, epochs: int, draws: int, seed: int) -> Posterior:
+    """``draws`` posterior draws (1, draws, d) from an ensemble of ``flows`` zuko flows trained
+    on ``simulations`` surrogate draws (:func:`choral.inference.surrogate_pairs`)."""
+    from choral.inference import fit_npe, surrogate_pairs  # zuko: imported when used
+
+    if len(model.y_shape) != 1:
+        raise DataError(f"--method npe needs a model of vector outputs (n, m); this one's "
+                        f"outputs have shape (n, {', '.join(map(str, model.y_shape))})")
+    start = time.perf_counter()
+    with progress("stages") as bar:
+        task = bar.add_task("npe", total=3, info="surrogate draws")
+        x, y = surrogate_pairs(model, prior, simulations, sigma, seed=seed)
+        bar.update(task, completed=1, info=f"training {flows} flows")
+        npe = fit_npe(x, y, members=flows, epochs=epochs, seed=seed, support=prior.support)
+        bar.update(task, completed=2, info="sampling")
+        X = npe.sample(draws, np.asarray(y_obs, float).reshape(-1), seed=seed).numpy()
+        bar.update(task, completed=3, info="")
+    d = X.shape[1]
+    return Posterior(X[None], np.full(d, np.nan), np.full(d, float(draws)),
+                     {"method": "npe", "flows": flows, "simulations": simulations,
+                      "draws": draws, "seconds": time.perf_counter() - start, "seed": seed})

@@ -7,7 +7,9 @@ outputs, with the ensemble's epistemic uncertainty in the likelihood.
 - :mod:`.mcmc`: :func:`infer`, the posterior samples with R-hat and ESS;
 - :mod:`.npe`: amortised neural posterior estimation, an ensemble of zuko conditional flows;
 - :mod:`.diagnostics`: SBC ranks, their uniformity test and the coverage of intervals;
-- :mod:`.corner`: a corner plot of posterior samples (imported on demand: matplotlib).
+- :mod:`.corner`: a corner plot of posterior samples (imported on demand: matplotlib);
+- :mod:`.report`: an HTML report of a posterior, with the mean and std of a field the inputs
+  parameterise (imported on demand).
 """
 
 from choral.inference.diagnostics import coverage, rank_uniformity, sbc_ranks

@@ -8,6 +8,9 @@
   ``(n, 1, res)``; ``ks`` (Kuramoto-Sivashinsky, :mod:`~choral.simulators.ks`) returns the first
   state ``X`` (n, 1, res) and trajectories ``Y`` (n, steps, 1, res). They take ``resolution``,
   ``workers``, ``progress`` and solver options.
+- ``darcy_modes`` (:mod:`~choral.simulators.darcy_modes`, in :data:`FIELD_SIMULATORS` for its
+  options, but of kind ``"vector"``): ``X`` the ``modes`` leading GRF mode coefficients of a
+  log-normal Darcy coefficient (n, modes), ``Y`` the solution at ``sensors^2`` nodes (n, 64).
 
 :data:`KINDS` maps every name to its kind, so a caller can tell vector data from field data.
 
@@ -31,6 +34,7 @@ from choral.errors import DataError
 from choral.simulators.analytic import BOREHOLE, BRANIN, HARTMANN6, ISHIGAMI, Simulator
 from choral.simulators.burgers import simulate_burgers
 from choral.simulators.darcy import simulate_darcy
+from choral.simulators.darcy_modes import simulate_darcy_modes
 from choral.simulators.ks import simulate_ks
 from choral.simulators.parallel import run_batches
 
@@ -48,7 +52,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FieldSimulator:
-    """A PDE simulator whose inputs and outputs are fields ``(n, c, *grid)``; ``kind == "field"``.
+    """A PDE simulator with options; its inputs and outputs are fields ``(n, c, *grid)``
+    (``kind == "field"``), or vectors for ``kind == "vector"`` (``darcy_modes``).
 
     ``function(n, seed, **options)`` returns ``(X, Y)``; ``options`` names the keywords it takes.
 
@@ -85,10 +90,13 @@ FIELD_SIMULATORS: dict[str, FieldSimulator] = {
     "burgers": FieldSimulator("burgers", simulate_burgers, _COMMON + ("t", "nu", "dt", "modes")),
     "ks": FieldSimulator("ks", simulate_ks, ("resolution", "workers", "progress", "length",
                                              "interval", "steps", "burn_in", "dt")),
+    "darcy_modes": FieldSimulator("darcy_modes", simulate_darcy_modes,
+                                  ("resolution", "modes", "sensors", "amplitude", "workers",
+                                   "progress"), kind="vector"),
 }
 KINDS: dict[str, str] = {
     **dict.fromkeys(SIMULATORS, "vector"),
-    **dict.fromkeys(FIELD_SIMULATORS, "field"),
+    **{name: sim.kind for name, sim in FIELD_SIMULATORS.items()},
 }
 
 

@@ -124,6 +124,29 @@ def test_infer_cli_recovers_the_inputs(fitted, tmp_path):
     assert "R-hat" in table.stdout
 
 
+def test_infer_cli_npe_route_recovers_the_inputs(fitted, tmp_path):
+    _, path = fitted
+    observed = tmp_path / "y.json"
+    observed.write_text(json.dumps([0.9, -0.3]))  # x = (0.3, 0.6)
+    out = tmp_path / "npe.npz"
+    result = CliRunner().invoke(app, [
+        "infer", "--model", str(path), "--observed", str(observed), "--noise", "0.02",
+        "--bounds", "[[0, 1], [0, 1]]", "--out", str(out), "--method", "npe",
+        "--simulations", "600", "--flows", "2", "--npe-epochs", "20", "--draws", "400",
+        "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert np.allclose(summary["mean"], [0.3, 0.6], atol=0.08), summary["mean"]
+    assert summary["rhat"] == [None, None] and summary["ess"] == [400.0, 400.0]
+    with np.load(out) as z:
+        assert z["samples"].shape == (1, 400, 2)
+        assert z["X"].min() >= 0 and z["X"].max() <= 1  # inside the box prior
+    bad = CliRunner().invoke(app, ["infer", "--model", str(path), "--observed", str(observed),
+                                   "--noise", "0.02", "--bounds", "[[0, 1], [0, 1]]", "--out",
+                                   str(out), "--method", "smc"])
+    assert isinstance(bad.exception, DataError) and "hmc or npe" in str(bad.exception)
+
+
 def test_errors_name_the_argument(fitted, tmp_path):
     model, path = fitted
     with pytest.raises(DataError, match=r"y_obs must have the model's output shape \(2,\)"):

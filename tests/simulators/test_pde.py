@@ -207,8 +207,9 @@ def test_registry_kinds():
     assert (
         set(KINDS)
         == set(SIMULATORS) | set(FIELD_SIMULATORS)
-        == {"borehole", "branin", "hartmann6", "ishigami", "darcy", "burgers", "ks"}
+        == {"borehole", "branin", "hartmann6", "ishigami", "darcy", "burgers", "ks", "darcy_modes"}
     )
+    assert KINDS["darcy_modes"] == "vector"
     assert KINDS["branin"] == "vector" and KINDS["darcy"] == KINDS["burgers"] == "field"
     assert get_simulator("burgers").kind == "field"
     assert simulate("branin", 2, seed=0)[0].shape == (2, 2)

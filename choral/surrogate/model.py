@@ -274,7 +274,7 @@ class Surrogate:
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype,
                probe: Tensor | None) -> dict[str, Tensor]:
         """Make the head, the member template and the forward; the initial members (s, ...)."""
-        self.head = make_head(self.config.model)
+        self.head = make_head(self.config.model, self.config.train.nll_beta)
 
         prior = self.config.posterior.prior_scale if self.config.train.ensemble == "prior" \
             else None
@@ -295,7 +295,8 @@ class Surrogate:
         if self.backend != "loop" or cfg.train.ensemble != "deep":
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
-                               cfg.weightspace, cfg.soup, checkpoint, cfg.posterior)
+                               cfg.weightspace, cfg.soup, checkpoint, cfg.posterior,
+                               self.head.nll)
             result = fit_ensemble(cfg.train.ensemble, ctx)
             self.records = dict(result.records)
             return result.params, result.history

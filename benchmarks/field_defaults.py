@@ -44,7 +44,8 @@ def main() -> None:
                         help="use only this many rows of the training file (val included)")
     parser.add_argument("--backbone", choices=["fno", "unet"], default="fno")
     parser.add_argument("--modes", type=int, default=8)
-    parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="lr:schedule[:nll_beta] ...")
+    parser.add_argument("--candidates", nargs="+", default=CANDIDATES,
+                        help="lr:schedule[:nll_beta] ...")
     args = parser.parse_args()
     from choral.config import Config
     from choral.evaluation.metrics import evaluate

@@ -63,7 +63,7 @@ from choral.surrogate.streaming import (
     take,
 )
 from choral.surrogate.streaming import features as streamed_features
-from choral.surrogate.transfer import check_grid, resample_calibrator
+from choral.surrogate.transfer import check_grid, resample_calibrator, warn_grid
 
 __all__ = ["Surrogate", "member_seeds", "split_indices", "warm_members"]
 
@@ -258,6 +258,7 @@ class Surrogate:
         pred = self.predict(X, calibrated=False) if pred is None else pred
         self.calibrator = fit_calibrator(method, pred, Y, **options)
         self.metrics["calibration"] = {"method": method, "samples": len(Y),
+                                       "grid": list(pred.shape[2:]),
                                        **cross_fit(method, pred, Y, seed=self.config.train.seed)}
         return self
 
@@ -417,6 +418,7 @@ class Surrogate:
         calibration applied; ``pred`` itself when the model has none."""
         if self.calibrator is None:
             return pred
+        warn_grid(self.metrics.get("calibration", {}).get("grid"), tuple(pred.shape[1:]))
         return resample_calibrator(self.calibrator, tuple(pred.shape[1:])).apply(pred)
 
     def with_params(self, params: dict[str, Tensor]) -> Surrogate:

@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--rows", type=int, default=None, help="first N rows of the file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=["peer", "peer_mse", "peer_channel", *CHORAL])
+    parser.add_argument("--variants", nargs="+",
+                        default=["peer", "peer_mse", "peer_channel", *CHORAL])
     args = parser.parse_args()
     torch.set_num_threads(1)
     X, Y = load(args.data, args.set, "train")

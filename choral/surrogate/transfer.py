@@ -11,9 +11,10 @@ What ties a model to its grid, and how each is handled:
   resampled to the new grid by :func:`resample_calibrator` (linear interpolation between node
   grids that share their end points, nearest where a value is infinite); per-channel ones
   (``scale``, ``isotonic``) hold as they are. Either way the coverage the calibration gave on
-  its own grid is not checked on another (Darcy 16x16 -> 32x32: 90% intervals covered 0.54),
-  so a prediction there warns (:func:`warn_grid`, a :class:`~choral.errors.GridWarning`);
-  ``Surrogate.calibrate`` on a few runs at the new grid replaces it.
+  its own grid is not checked on another (Darcy 16x16 -> 32x32: 90% intervals covered 0.54
+  and 0.69 in two runs), so a prediction there warns (:func:`warn_grid`, a
+  :class:`~choral.errors.GridWarning`); ``Surrogate.calibrate`` on a few runs at the new grid
+  replaces it.
 
 Examples:
     >>> check_grid("unet", (1, 16, 16), (5, 1, 32, 32))  # doctest: +ELLIPSIS
@@ -99,5 +100,5 @@ def warn_grid(calibrated: list[int] | None, sample_shape: tuple[int, ...]) -> No
     warnings.warn(GridWarning(
         f"the calibration was fitted on the grid {list(calibrated)} and is interpolated to "
         f"{grid}: its interval coverage is not checked there (Darcy 16x16 -> 32x32: 90% "
-        "intervals covered 0.54). Recalibrate on a few runs at this grid "
+        "intervals covered 0.54 and 0.69 in two runs). Recalibrate on a few runs at this grid "
         "(Surrogate.calibrate(X, Y), or choral calibrate)"), stacklevel=4)

@@ -257,8 +257,8 @@ class Surrogate:
         X, Y = check_arrays(X, Y)
         pred = self.predict(X, calibrated=False) if pred is None else pred
         self.calibrator = fit_calibrator(method, pred, Y, **options)
-        self.metrics["calibration"] = {"method": method, "samples": len(Y),
-                                       "grid": list(pred.shape[2:]),
+        grid = {"grid": list(pred.shape[2:])} if len(pred.shape) > 2 else {}  # fields only
+        self.metrics["calibration"] = {"method": method, "samples": len(Y), **grid,
                                        **cross_fit(method, pred, Y, seed=self.config.train.seed)}
         return self
 

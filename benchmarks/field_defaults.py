@@ -2,13 +2,14 @@
 
     python benchmarks/field_defaults.py --data ../shared/data/neuralop --set darcy
         [--members 3] [--epochs 30] [--val 200] [--rows N] [--backbone fno]
-        [--candidates 1e-2:constant 3e-3:cosine 1e-3:cosine]
+        [--candidates 1e-2:constant 3e-3:cosine 1e-3:cosine 5e-3:cosine:0.5]
 
 Protocol. The training file of ``--set`` (``{set}_train_16.pt``; the test file is never read)
 is split once (seed 0; only ``--rows`` of it when given): ``--val`` samples are set aside as
 validation data, the rest is handed to ``Surrogate.fit`` (which itself holds out 10% for
-calibration and 10% for early stopping). Each candidate (learning rate and schedule; the same
-batch size, epochs and members) is fitted and scored on the validation samples: relative L2 of
+calibration and 10% for early stopping). Each candidate (learning rate, schedule and, when a
+third field is given, ``train.nll_beta``, else 0; the same batch size, epochs and members) is
+fitted and scored on the validation samples: relative L2 of
 the mean, 90% coverage, NLL, training seconds and epochs run. Prints one JSON object; the
 candidate with the lowest validation relative L2 is the one to make the field default
 (``choral.ensembles.config.FIELD_DEFAULTS``).
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from neuralop_small import load  # noqa: E402
 
 CANDIDATES = ["1e-2:constant", "3e-3:cosine", "1e-3:cosine"]
-"""``lr:schedule``; the first is the vector default."""
+"""``lr:schedule[:nll_beta]``; the first is the vector default."""
 
 
 def main() -> None:
@@ -43,7 +44,8 @@ def main() -> None:
                         help="use only this many rows of the training file (val included)")
     parser.add_argument("--backbone", choices=["fno", "unet"], default="fno")
     parser.add_argument("--modes", type=int, default=8)
-    parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="lr:schedule ...")
+    parser.add_argument("--candidates", nargs="+", default=CANDIDATES,
+                        help="lr:schedule[:nll_beta] ...")
     args = parser.parse_args()
     from choral.config import Config
     from choral.evaluation.metrics import evaluate
@@ -57,8 +59,9 @@ def main() -> None:
         model["fno"] = {"modes": args.modes}
     rows = []
     for text in args.candidates:
-        lr, schedule = text.split(":")
-        cand = {"lr": float(lr), "lr_schedule": schedule}
+        lr, schedule, *beta = text.split(":")
+        cand = {"lr": float(lr), "lr_schedule": schedule,
+                "nll_beta": float(beta[0]) if beta else 0.0}
         cfg = Config.from_dict({"model": model, "train": {
             "members": args.members, "epochs": args.epochs, "batch_size": 32, "patience": 20,
             **cand}})

@@ -147,7 +147,15 @@ class Config(Strict):
         'cosine'
         >>> Config().updated(**{"train.lr": 0.1}).for_data(fields=True).train.lr
         0.1
+
+        The beta-NLL default applies to the Gaussian head only (others keep 0):
+
+        >>> Config.from_dict({"model": {"head": "mdn"}}).for_data(fields=True).train.nll_beta
+        0.0
         """
         if not fields:
             return self
-        return self.model_copy(update={"train": self.train.for_fields()})
+        train = self.train.for_fields()
+        if self.model.head != "gaussian" and "nll_beta" not in self.train.model_fields_set:
+            train = train.model_copy(update={"nll_beta": 0.0})
+        return self.model_copy(update={"train": train})

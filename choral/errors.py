@@ -24,3 +24,8 @@ class ModelFileError(ChoralError):
 
 class CampaignError(ChoralError):
     """A campaign ledger is inconsistent, or an illegal run-state transition was asked for."""
+
+
+class GridWarning(UserWarning):
+    """A field surrogate predicts on a grid other than the one its calibration was fitted on:
+    the calibration's per-cell values are interpolated there and its coverage is unchecked."""

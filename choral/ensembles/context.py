@@ -37,6 +37,9 @@ class TrainContext:
     """Where every :func:`~choral.ensembles.training.train_members` call of the method saves
     and resumes its state (pass it on to each call)."""
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
+    nll: Loss | None = None
+    """The head's NLL in value and gradient alike (a curvature's loss; ``loss`` may train on
+    another gradient, e.g. the beta-NLL's); ``None``: ``loss`` is it."""
 
 
 @dataclass

@@ -190,7 +190,7 @@ def laplace(ctx: TrainContext) -> Result:
     params, history = train_members(ctx.forward, ctx.init_params, ctx.X, ctx.Y, ctx.X_val,
                                     ctx.Y_val, ctx.train, ctx.batch_seeds, ctx.loss, ctx.on_epoch,
                                     checkpoint=ctx.checkpoint)
-    post = LastLayerPosterior.fit(ctx.forward, params, ctx.X, ctx.Y, ctx.loss,
+    post = LastLayerPosterior.fit(ctx.forward, params, ctx.X, ctx.Y, ctx.nll or ctx.loss,
                                   ctx.posterior.precision_grid)
     gen = torch.Generator().manual_seed(ctx.train.seed)
     nets = post.networks(params, ctx.posterior.samples, gen)

@@ -65,11 +65,15 @@ def build_member(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[int,
     return PriorNet(net, build_backbone(cfg, x_shape, y_shape, 1), prior_scale)
 
 
-def make_head(cfg: ModelConfig) -> Head:
-    """The head named by ``cfg.head``, with its settings."""
+def make_head(cfg: ModelConfig, beta: float = 0.0) -> Head:
+    """The head named by ``cfg.head``, with its settings; ``beta`` (``train.nll_beta``): the
+    Gaussian head's beta-NLL exponent (:func:`~choral.networks.heads.beta_nll`)."""
+    if beta and cfg.head != "gaussian":
+        raise ConfigError(f"train.nll_beta weights the gaussian head's NLL; model.head "
+                          f"{cfg.head!r} needs train.nll_beta = 0, got {beta}")
     if cfg.head == "mdn":
         return MDNHead(cfg.components, cfg.variance_floor)
     if cfg.head == "quantile":
         return QuantileHead(cfg.quantile_levels, math.sqrt(cfg.variance_floor),
                             cfg.quantile_combine)
-    return GaussianHead(cfg.variance_floor)
+    return GaussianHead(cfg.variance_floor, beta)

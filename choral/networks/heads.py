@@ -47,6 +47,30 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
     return 0.5 * (torch.log(var) + (y - mean) ** 2 / var + math.log(2 * math.pi))
 
 
+def beta_nll(mean: Tensor, var: Tensor, y: Tensor, beta: float) -> Tensor:
+    """Elementwise Gaussian NLL whose value is :func:`gaussian_nll`'s and whose gradient is
+    the beta-NLL's (Seitzer et al., 2022): the NLL's gradient times ``var ** beta``, the
+    factor held constant.
+
+    Under the plain NLL (``beta = 0``) the mean's gradient ``(mean - y) / var`` is weighted by
+    the member's own precision, so a member learns little where it predicts a large variance;
+    ``beta = 1`` gives the mean the squared error's gradient ``mean - y``, and ``beta = 0.5``
+    lies between. The stationary variance (``var = (y - mean)^2`` pointwise) is the same for
+    every ``beta``. Reporting the value of the NLL keeps validation, early stopping and the
+    training history in NLL units.
+
+    >>> mean = torch.tensor(1.0, requires_grad=True)
+    >>> loss = beta_nll(mean, torch.tensor(4.0), torch.tensor(0.0), beta=1.0)
+    >>> loss.backward(); round(loss.item(), 6), mean.grad.item()  # NLL's value, (mean - y)
+    (1.737086, 1.0)
+    """
+    nll = gaussian_nll(mean, var, y)
+    if beta == 0:
+        return nll
+    weight = var.detach() ** beta
+    return nll.detach() + weight * (nll - nll.detach())
+
+
 class Head:
     """The contract of a distribution head (subclasses: :class:`GaussianHead`, ...)."""
 
@@ -56,6 +80,11 @@ class Head:
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
         """Mean loss per member (s,) of ``out`` (s, b, channels*m, ...) at ``y`` (s, b, m, ...)."""
         raise NotImplementedError
+
+    def nll(self, out: Tensor, y: Tensor) -> Tensor:
+        """Mean negative log-likelihood per member (s,), value and gradient alike (what a
+        curvature needs); :meth:`loss` itself unless the head trains on another gradient."""
+        return self.loss(out, y)
 
     def predictive(self, out: Tensor) -> Predictive:
         """The ensemble predictive of member outputs ``out`` (s, n, channels*m, ...)."""
@@ -68,14 +97,22 @@ class Head:
 
 
 class GaussianHead(Head):
-    """One heteroscedastic Gaussian per member and target value; the ensemble is their mixture."""
+    """One heteroscedastic Gaussian per member and target value; the ensemble is their mixture.
+
+    ``beta`` > 0 trains on the beta-NLL's gradient (:func:`beta_nll`); the loss's value, and
+    :meth:`nll` at any ``beta``, is the Gaussian NLL.
+    """
 
     channels = 2
 
-    def __init__(self, floor: float = 1e-6) -> None:
-        self.floor = floor
+    def __init__(self, floor: float = 1e-6, beta: float = 0.0) -> None:
+        self.floor, self.beta = floor, beta
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        mean, var = gaussian_head(out, self.floor, dim=2)
+        return beta_nll(mean, var, y, self.beta).flatten(1).mean(1)
+
+    def nll(self, out: Tensor, y: Tensor) -> Tensor:
         mean, var = gaussian_head(out, self.floor, dim=2)
         return gaussian_nll(mean, var, y).flatten(1).mean(1)
 

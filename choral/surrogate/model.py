@@ -64,7 +64,7 @@ from choral.surrogate.streaming import (
     take,
 )
 from choral.surrogate.streaming import features as streamed_features
-from choral.surrogate.transfer import check_grid, resample_calibrator
+from choral.surrogate.transfer import check_grid, resample_calibrator, warn_grid
 
 __all__ = ["Surrogate", "member_seeds", "split_indices", "warm_members"]
 
@@ -260,7 +260,8 @@ class Surrogate:
         X, Y = check_arrays(X, Y)
         pred = self.predict(X, calibrated=False) if pred is None else pred
         self.calibrator = fit_calibrator(method, pred, Y, **options)
-        self.metrics["calibration"] = {"method": method, "samples": len(Y),
+        grid = {"grid": list(pred.shape[2:])} if len(pred.shape) > 2 else {}  # fields only
+        self.metrics["calibration"] = {"method": method, "samples": len(Y), **grid,
                                        **cross_fit(method, pred, Y, seed=self.config.train.seed)}
         return self
 
@@ -277,7 +278,7 @@ class Surrogate:
     def _build(self, init_seeds: np.ndarray, dtype: torch.dtype,
                probe: Tensor | None) -> dict[str, Tensor]:
         """Make the head, the member template and the forward; the initial members (s, ...)."""
-        self.head = make_head(self.config.model)
+        self.head = make_head(self.config.model, self.config.train.nll_beta)
 
         prior = self.config.posterior.prior_scale if self.config.train.ensemble == "prior" \
             else None
@@ -298,7 +299,8 @@ class Surrogate:
         if self.backend != "loop" or cfg.train.ensemble != "deep":
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
-                               cfg.weightspace, cfg.soup, checkpoint, cfg.posterior)
+                               cfg.weightspace, cfg.soup, checkpoint, cfg.posterior,
+                               self.head.nll)
             result = fit_ensemble(cfg.train.ensemble, ctx)
             self.records = dict(result.records)
             return result.params, result.history
@@ -419,6 +421,7 @@ class Surrogate:
         calibration applied; ``pred`` itself when the model has none."""
         if self.calibrator is None:
             return pred
+        warn_grid(self.metrics.get("calibration", {}).get("grid"), tuple(pred.shape[1:]))
         return resample_calibrator(self.calibrator, tuple(pred.shape[1:])).apply(pred)
 
     def with_params(self, params: dict[str, Tensor]) -> Surrogate:

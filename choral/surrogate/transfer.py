@@ -10,7 +10,11 @@ What ties a model to its grid, and how each is handled:
 - the calibration: per-cell factors or quantiles (``pit_scale``, ``conformal``, ``cqr``) are
   resampled to the new grid by :func:`resample_calibrator` (linear interpolation between node
   grids that share their end points, nearest where a value is infinite); per-channel ones
-  (``scale``, ``isotonic``) hold as they are.
+  (``scale``, ``isotonic``) hold as they are. Either way the coverage the calibration gave on
+  its own grid is not checked on another (Darcy 16x16 -> 32x32: 90% intervals covered 0.54
+  and 0.69 in two runs), so a prediction there warns (:func:`warn_grid`, a
+  :class:`~choral.errors.GridWarning`); ``Surrogate.calibrate`` on a few runs at the new grid
+  replaces it.
 
 Examples:
     >>> check_grid("unet", (1, 16, 16), (5, 1, 32, 32))  # doctest: +ELLIPSIS
@@ -22,14 +26,15 @@ Examples:
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
 from torch.nn import functional
 
-from choral.errors import DataError
+from choral.errors import DataError, GridWarning
 
-__all__ = ["ANY_GRID", "check_grid", "resample_calibrator"]
+__all__ = ["ANY_GRID", "check_grid", "resample_calibrator", "warn_grid"]
 
 ANY_GRID = ("fno",)
 """Backbones that predict on a grid other than their training grid."""
@@ -74,3 +79,26 @@ def resample_calibrator(calibrator: Any, sample_shape: tuple[int, ...]) -> Any:
     elif hasattr(calibrator, "q"):
         other.q = {k: _resample(v, grid) for k, v in calibrator.q.items()}
     return other
+
+
+def warn_grid(calibrated: list[int] | None, sample_shape: tuple[int, ...]) -> None:
+    """A :class:`~choral.errors.GridWarning` when predictives of per-sample shape
+    ``sample_shape`` (c, *grid) are calibrated by a calibration fitted on the grid
+    ``calibrated`` (``None``: not recorded, as in models saved before it was) and the grids
+    differ.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     warn_grid([16, 16], (1, 16, 16)); warn_grid([16, 16], (1, 32, 32))
+    >>> [type(w.message).__name__ for w in seen]
+    ['GridWarning']
+    """
+    grid = list(sample_shape[1:])
+    if calibrated is None or list(calibrated) == grid:
+        return
+    warnings.warn(GridWarning(
+        f"the calibration was fitted on the grid {list(calibrated)} and is interpolated to "
+        f"{grid}: its interval coverage is not checked there (Darcy 16x16 -> 32x32: 90% "
+        "intervals covered 0.54 and 0.69 in two runs). Recalibrate on a few runs at this grid "
+        "(Surrogate.calibrate(X, Y), or choral calibrate)"), stacklevel=4)

@@ -37,3 +37,13 @@ def test_fit_on_fields_records_the_defaults_it_used(tmp_path):
     assert Surrogate.load(tmp_path / "m").config.train == model.config.train
     vec = Surrogate(Config.from_dict({"train": {"members": 1, "epochs": 1}}))
     assert vec.fit(X[:, 0], X[:, 0, :1]).config.train.lr == TrainConfig().lr
+
+
+def test_beta_nll_field_default_only_for_the_gaussian_head():
+    fields = Config().for_data(fields=True).train
+    assert fields.nll_beta == FIELD_DEFAULTS["nll_beta"]
+    assert Config().train.nll_beta == 0.0
+    mdn = Config.from_dict({"model": {"head": "mdn"}}).for_data(fields=True).train
+    assert mdn.nll_beta == 0.0
+    given = Config.from_dict({"train": {"nll_beta": 1.0}}).for_data(fields=True).train
+    assert given.nll_beta == 1.0

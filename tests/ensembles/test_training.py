@@ -131,3 +131,19 @@ def test_clipping_bounds_each_members_step_and_only_when_needed():
     for i in (0, 2):  # the others are below the bound: untouched, bit for bit
         assert norms[i] < 10.0
         assert all(torch.equal(params[k].grad[i], grads[k][i]) for k in params)
+
+
+def test_beta_nll_training_differs_yet_validates_in_nll_units():
+    """With a beta-NLL head the steps differ from the NLL's, while the recorded best validation
+    loss is the plain Gaussian NLL of the kept weights on the validation rows."""
+    X, Y = _data()
+    Xv, Yv = _data(40, seed=1)
+    cfg = TrainConfig(epochs=8, batch_size=16, lr=1e-2, patience=3)
+    template, params = init_members(lambda: MLP(3, 2, [16]), [1, 2], torch.float64)
+    forward = member_forward(template, "stacked")
+    beta = GaussianHead(1e-6, beta=0.5).loss
+    best, history = train_members(forward, params, X, Y, Xv, Yv, cfg, [3, 4], beta)
+    plain, _ = train_members(forward, params, X, Y, Xv, Yv, cfg, [3, 4], NLL)
+    assert not torch.allclose(best["layers.0.weight"], plain["layers.0.weight"])
+    val = NLL(predict_members(forward, best, Xv), Yv.expand(2, -1, -1))
+    torch.testing.assert_close(torch.tensor(history.best_val_nll, dtype=torch.float64), val)

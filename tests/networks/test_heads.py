@@ -8,10 +8,10 @@ from scipy import integrate, stats
 
 from choral.config import Config, ModelConfig
 from choral.distributions import GaussianMixture
-from choral.errors import DataError
+from choral.errors import ConfigError, DataError
 from choral.evaluation.metrics import crps, evaluate, interval_score, nll
 from choral.networks import make_head
-from choral.networks.heads import GaussianHead, MDNHead, QuantileHead
+from choral.networks.heads import GaussianHead, MDNHead, QuantileHead, beta_nll, gaussian_nll
 
 
 def _mdn_out(s=3, k=4, n=5, m=2, seed=0):
@@ -175,3 +175,53 @@ def test_mixture_crps_pair_term_is_the_same_in_blocks():
     args = pred.component_means, pred.component_variances, pred.component_weights
     torch.testing.assert_close(_pair_term(*args, budget=1), _pair_term(*args), rtol=1e-12,
                                atol=1e-12)
+
+
+def _gaussian_params(seed=0, shape=(3, 5, 2)):
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_(True)
+    var = (torch.rand(shape, generator=g, dtype=torch.float64) * 3 + 0.1).requires_grad_(True)
+    y = torch.randn(shape, generator=g, dtype=torch.float64)
+    return mean, var, y
+
+
+def _grads(loss, *inputs):
+    return torch.autograd.grad(loss.sum(), inputs)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_beta_nll_value_is_the_nll_and_gradient_the_weighted_one(beta):
+    """Closed forms: d NLL / d mean = (mean - y) / var, d NLL / d var = (1/var - (y-mean)^2/var^2)
+    / 2; the beta-NLL's are these times var**beta, its value is the NLL's (and at beta = 0
+    the two are the same function)."""
+    mean, var, y = _gaussian_params()
+    loss = beta_nll(mean, var, y, beta)
+    torch.testing.assert_close(loss, gaussian_nll(mean, var, y), rtol=0, atol=1e-15)
+    g_mean, g_var = _grads(loss, mean, var)
+    w = var.detach() ** beta
+    torch.testing.assert_close(g_mean, w * (mean - y).detach() / var.detach())
+    torch.testing.assert_close(g_var, w * 0.5 * (1 / var - (y - mean) ** 2 / var**2).detach())
+
+
+def test_beta_nll_at_one_gives_the_mean_the_squared_errors_gradient():
+    mean, var, y = _gaussian_params(seed=1)
+    (g_beta,) = _grads(beta_nll(mean, var, y, 1.0), mean)
+    (g_mse,) = _grads(0.5 * (mean - y) ** 2, mean)
+    torch.testing.assert_close(g_beta, g_mse)
+
+
+def test_gaussian_head_beta_changes_the_gradient_not_the_nll():
+    g = torch.Generator().manual_seed(2)
+    out = torch.randn(2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 6, 2, generator=g, dtype=torch.float64)
+    plain, weighted = GaussianHead(1e-6), GaussianHead(1e-6, beta=0.5)
+    torch.testing.assert_close(weighted.loss(out, y), plain.loss(out, y))
+    torch.testing.assert_close(weighted.nll(out, y), plain.loss(out, y))
+    (g_plain,) = _grads(plain.loss(out, y), out)
+    (g_weighted,) = _grads(weighted.loss(out, y), out)
+    (g_nll,) = _grads(weighted.nll(out, y), out)
+    torch.testing.assert_close(g_nll, g_plain)
+    assert not torch.allclose(g_weighted, g_plain)
+    assert make_head(ModelConfig(), beta=0.5).beta == 0.5
+    with pytest.raises(ConfigError, match="train.nll_beta"):
+        make_head(ModelConfig(head="mdn"), beta=0.5)

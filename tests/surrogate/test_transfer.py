@@ -1,11 +1,13 @@
 """FNO surrogates: fit on a small field problem, save/load, predict on a 2x grid; the errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from choral.config import Config
-from choral.errors import DataError
+from choral.errors import DataError, GridWarning
 from choral.evaluation.calibration import Conformal, PitScale
 from choral.normalise import Standardiser
 from choral.surrogate import Surrogate
@@ -44,6 +46,13 @@ def fitted():
     return Surrogate(cfg).fit(X, Y)
 
 
+def quiet_predict(model: Surrogate, X: np.ndarray):
+    """``model.predict(X)`` without the GridWarning of another grid (tested on its own)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GridWarning)
+        return model.predict(X)
+
+
 def test_fno_fits_and_predicts_at_twice_the_grid(fitted):
     """Trained at 16 points, the ensemble approximates the truth at 32 about as well: the
     mean's relative L2 is small at both and within 50% of each other; the intervals are
@@ -51,7 +60,7 @@ def test_fno_fits_and_predicts_at_twice_the_grid(fitted):
     errors = {}
     for grid in (16, 32):
         Xt, Yt = shifted(40, grid, seed=2)
-        pred = fitted.predict(Xt)
+        pred = quiet_predict(fitted, Xt)
         assert tuple(pred.shape) == (40, 1, grid)
         errors[grid] = rel_l2(pred.mean.numpy(), Yt)
         lo, hi = pred.interval(0.9)
@@ -67,7 +76,7 @@ def test_save_load_round_trip_is_bit_identical(fitted, tmp_path):
     loaded = Surrogate.load(tmp_path / "m")
     for grid in (16, 32):
         Xt, _ = shifted(5, grid, seed=3)
-        a, b = fitted.predict(Xt), loaded.predict(Xt)
+        a, b = quiet_predict(fitted, Xt), quiet_predict(loaded, Xt)
         assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
         assert torch.equal(fitted.member_means(torch.as_tensor(Xt)),
                            loaded.member_means(torch.as_tensor(Xt)))
@@ -110,3 +119,25 @@ def test_resampled_calibration_interpolates_between_shared_end_points():
     q = torch.tensor([[1.0, float("inf"), 3.0]], dtype=torch.float64)
     out = resample_calibrator(Conformal({0.9: q}), (1, 6)).q[0.9]
     assert out.shape == (1, 6) and torch.isinf(out).sum() == 2
+
+
+def test_prediction_on_another_grid_warns_until_recalibrated_there(fitted, tmp_path):
+    """The calibration records its grid (saved with the model); a prediction elsewhere warns,
+    and a calibration on runs at the new grid moves the warning to the old grid."""
+    fitted.save(tmp_path / "m")
+    model = Surrogate.load(tmp_path / "m")
+    assert model.metrics["calibration"]["grid"] == [16]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(shifted(5, 16, seed=3)[0])
+        model.predict(shifted(5, 32, seed=3)[0], calibrated=False)
+    X32, Y32 = shifted(30, 32, seed=4)
+    with pytest.warns(GridWarning, match=r"grid \[16\].*\[32\]"):
+        model.predict(X32)
+    model.calibrate(X32, Y32)
+    assert model.metrics["calibration"]["grid"] == [32]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(X32)
+    with pytest.warns(GridWarning, match=r"grid \[32\].*\[16\]"):
+        model.predict(shifted(5, 16, seed=3)[0])

@@ -25,6 +25,7 @@ the best ``J`` found. Every method starts from the same 10 LHS points per seed a
 - ``random``: uniform.
 
     PYTHONPATH=. python benchmarks/field_bo.py --seeds 5
+    python benchmarks/field_bo.py --combine results/field_bo_seed*.log --out field_bo.json
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def summary(runs: list[dict], methods: list[str]) -> dict:
                   if len(r) > 1 else None,
                   "seconds_mean": float(np.mean([x["seconds"] for x in runs
                                                  if x["method"] == m]))}
+        gp = {x["seed"]: x["regret"] for x in runs if x["method"] == "gp"}
+        pairs = [(x["regret"], gp[x["seed"]]) for x in runs
+                 if x["method"] == m and x["seed"] in gp]
+        if m != "gp" and pairs:  # paired with the GP on the same seeds (same initial design)
+            out[m]["below_gp_seeds"] = f"{sum(a < b for a, b in pairs)}/{len(pairs)}"
     return out
 
 
@@ -151,7 +157,20 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--combine", type=Path, nargs="+", default=None,
+                   help="summarise the per-run JSON lines of these logs into --out instead "
+                   "(one run per method and seed: the first logged)")
     args = p.parse_args()
+    if args.combine:
+        lines = [json.loads(line) for path in args.combine
+                 for line in path.read_text().splitlines() if line.startswith('{"method"')]
+        runs = list({(r["method"], r["seed"]): r for r in reversed(lines)}.values())[::-1]
+        methods = list(dict.fromkeys(r["method"] for r in runs))
+        result = {"runs": runs, "summary": summary(runs, methods),
+                  "logs": [str(p) for p in args.combine]}
+        (args.out or Path("field_bo.json")).write_text(json.dumps(result, indent=1))
+        print(json.dumps(result["summary"], indent=1))
+        return
     torch.set_num_threads(1)
     MEMBERS[0] = args.members
     sim = DarcyField(args.grid)

@@ -52,6 +52,8 @@ DTYPE = torch.float64
 MEMBERS = [5]  # set by --members
 SAMPLES = [10]  # set by --samples
 PRIOR_SCALE = [1.0]  # set by --prior-scale
+SGMCMC_LR = [0.05]  # set by --sgmcmc-lr
+GRAD_CLIP: list[float | None] = [None]  # set by --grad-clip
 
 
 def ensemble(n: int, seed: int, val_fraction: float = 0.0, method: str = "deep",
@@ -63,7 +65,8 @@ def ensemble(n: int, seed: int, val_fraction: float = 0.0, method: str = "deep",
         "train.batch_size": max(32, n // 8),
         "train.epochs": epochs or (300 if n < 200 else 100),
         "train.val_fraction": val_fraction, "train.patience": 50, "train.ensemble": method,
-        "posterior.samples": SAMPLES[0], "posterior.prior_scale": PRIOR_SCALE[0]}))
+        "posterior.samples": SAMPLES[0], "posterior.prior_scale": PRIOR_SCALE[0],
+        "posterior.sgmcmc_lr": SGMCMC_LR[0], "train.grad_clip": GRAD_CLIP[0]}))
 
 
 def lhs(n: int, bounds: np.ndarray, seed: int) -> np.ndarray:
@@ -286,7 +289,8 @@ METHODS = {"choral_ei": choral_next, "choral_qlogei": choral_qlogei_next, "gp_ql
            "ei_laplace": choral_acq("ei", "laplace"),
            "ei_prior": choral_acq("ei", "prior"),
            "ts_prior_warm": choral_acq("thompson", "prior", warm=True),
-           "ts_laplace_warm": choral_acq("thompson", "laplace", warm=True)}
+           "ts_laplace_warm": choral_acq("thompson", "laplace", warm=True),
+           "ts_sgmcmc": choral_acq("thompson", "sgmcmc")}
 
 
 def bo_run(method: str, f, bounds, seed: int, args) -> dict:
@@ -406,6 +410,8 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
     p.add_argument("--samples", type=int, default=10, help="laplace networks per member")
     p.add_argument("--prior-scale", type=float, default=1.0, help="posterior.prior_scale")
+    p.add_argument("--sgmcmc-lr", type=float, default=0.05, help="posterior.sgmcmc_lr")
+    p.add_argument("--grad-clip", type=float, default=None, help="train.grad_clip")
     p.add_argument("--kinds", nargs="+", default=["variance"], help="ridge: AL acquisitions")
     p.add_argument("--initial", type=int, default=100, help="throughput: initial LHS points")
     p.add_argument("--budget-s", type=float, default=600.0, help="throughput: seconds/method")
@@ -419,8 +425,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    MEMBERS[0], SAMPLES[0], PRIOR_SCALE[0], POOL[0], WIDTH[0] = (
-        args.members, args.samples, args.prior_scale, args.pool, args.ridge_width)
+    MEMBERS[0], SAMPLES[0], PRIOR_SCALE[0], POOL[0], WIDTH[0], SGMCMC_LR[0] = (
+        args.members, args.samples, args.prior_scale, args.pool, args.ridge_width,
+        args.sgmcmc_lr)
+    GRAD_CLIP[0] = args.grad_clip
     start = time.perf_counter()
     parts = {"al": part_al, "bo": part_bo, "timing": part_timing, "ridge": part_ridge,
              "refit": part_refit, "throughput": part_throughput}

@@ -160,6 +160,10 @@ class PosteriorConfig(Strict):
     """cSGLD: the posterior temperature T (1: the Bayes posterior; < 1: a cold posterior)."""
     prior_precision: PositiveFloat = 1.0
     """cSGLD: lambda of the Gaussian prior N(0, I / lambda) on every weight."""
+    sgmcmc_clip: PositiveFloat | None = 1.0
+    """cSGLD: each member's gradient norm is clipped to this (when ``train.grad_clip`` is not
+    set), pretraining included: plain Langevin steps on a heteroscedastic NLL diverge where a
+    variance collapses. Clipping biases the sampler; ``None`` for exact SGLD steps."""
 
     @field_validator("precision_grid")
     @classmethod

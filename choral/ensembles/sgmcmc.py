@@ -16,7 +16,10 @@ of each cycle (large steps) no noise is added (optimisation to a new mode), in t
 (sampling), and the weights after each of the last ``posterior.cycle_samples`` epochs of every
 cycle are kept. ``train.ensemble = "sgmcmc"`` runs one chain per member, all members stacked,
 from the early-stopped AdamW run when ``weightspace.pretrain``; the networks kept are stored
-member-major (members x cycles x cycle_samples), like MultiSWAG.
+member-major (members x cycles x cycle_samples), like MultiSWAG. Each member's gradient is
+clipped to ``posterior.sgmcmc_clip`` (1; unless ``train.grad_clip`` is set): without it the
+steps diverged in Bayesian optimisation (a collapsing Gaussian variance makes the NLL's gradient
+explode); clipping biases the chain where it acts.
 
 Examples:
     >>> import torch
@@ -29,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -104,6 +108,8 @@ def sgmcmc(ctx: TrainContext) -> Result:
                           f"cycle ({sampling}: weightspace.epochs {epochs} / weightspace.cycles "
                           f"{cycles}, less the exploration {post.exploration}); got "
                           f"{post.cycle_samples}")
+    if ctx.train.grad_clip is None and post.sgmcmc_clip is not None:
+        ctx = replace(ctx, train=ctx.train.model_copy(update={"grad_clip": post.sgmcmc_clip}))
     n = len(ctx.X) * math.prod(ctx.Y.shape[1:])  # target values: the likelihood's terms
     cosine = restarts(epochs, cycles)
     ratio = post.sgmcmc_lr / ctx.train.lr
@@ -119,6 +125,9 @@ def sgmcmc(ctx: TrainContext) -> Result:
                                    collect_epochs(epochs, cycles, post.cycle_samples), kept,
                                    optimizer)
     flat = torch.stack(list(kept), dim=1).flatten(0, 1)  # member-major (s * K, P)
+    if not torch.isfinite(flat).all():
+        raise ConfigError(f"posterior.sgmcmc_lr = {post.sgmcmc_lr} made a chain diverge (non-"
+                          f"finite weights); lower it")
     return Result(unflatten(flat, last), history,
                   {"sgmcmc": {"cycles": cycles, "epochs": epochs, "kept": len(kept),
                               "lr": post.sgmcmc_lr, "exploration": post.exploration,

@@ -41,7 +41,8 @@ def test_chains_sample_the_bayesian_linear_regression_posterior(temperature):
                        weightspace=WeightSpaceConfig(pretrain=False, epochs=200 * cycles,
                                                      cycles=cycles),
                        posterior=PosteriorConfig(sgmcmc_lr=0.02, exploration=0.0,
-                                                 prior_precision=lam, temperature=temperature))
+                                                 prior_precision=lam, temperature=temperature,
+                                                 sgmcmc_clip=None))  # exact Langevin steps
     result = METHODS["sgmcmc"](ctx)
     w = result.params["w"]
     assert w.shape == (s * cycles, d)
@@ -103,3 +104,37 @@ def test_too_many_samples_per_cycle_are_refused():
     X, Y = _data()
     with pytest.raises(ConfigError, match="posterior.cycle_samples"):
         Surrogate(_config(**{"posterior.cycle_samples": 3})).fit(X, Y)
+
+
+def test_a_diverging_chain_is_reported():
+    X, Y = _data()
+    with pytest.raises(ConfigError, match="sgmcmc_lr = 1000.0 made a chain diverge"):
+        Surrogate(_config(**{"posterior.sgmcmc_lr": 1000.0, "posterior.sgmcmc_clip": None})
+                  ).fit(X, Y)
+
+
+def _one_step(clip, train_clip=None):
+    """Weights (s, d) after one full-batch, noise-free (T ~ 0) cSGLD step from zero."""
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(20, 3, generator=gen, dtype=F64)
+    Y = X @ torch.tensor([[2.0], [-1.0], [3.0]], dtype=F64)
+    ctx = TrainContext(_linear, {"w": torch.zeros(2, 3, dtype=F64)}, X, Y, None, None,
+                       TrainConfig(members=2, epochs=1, batch_size=20, grad_clip=train_clip),
+                       [0, 1], _nll,
+                       weightspace=WeightSpaceConfig(pretrain=False, epochs=1, cycles=1),
+                       posterior=PosteriorConfig(sgmcmc_lr=0.1, exploration=0.0,
+                                                 prior_precision=1e-12, temperature=1e-300,
+                                                 sgmcmc_clip=clip))
+    grad = -(X.T @ (Y[:, 0] - 0.0)) / (len(X) * SIGMA**2)  # d mean NLL / dw at w = 0
+    return METHODS["sgmcmc"](ctx).params["w"], grad
+
+
+def test_gradients_are_clipped_to_the_posterior_clip_unless_train_sets_one():
+    w, grad = _one_step(None)
+    np.testing.assert_allclose(w.numpy(), (-0.1 * grad).expand(2, 3).numpy(), rtol=1e-9)
+    w, _ = _one_step(0.5)  # |grad| >> 0.5: the step has norm lr * clip, along -grad
+    np.testing.assert_allclose(w.numpy(), (-0.1 * 0.5 * grad / grad.norm()).expand(2, 3).numpy(),
+                               rtol=1e-9)
+    w, _ = _one_step(0.5, train_clip=2.0)  # train.grad_clip wins
+    np.testing.assert_allclose(w.numpy(), (-0.1 * 2.0 * grad / grad.norm()).expand(2, 3).numpy(),
+                               rtol=1e-9)

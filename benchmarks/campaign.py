@@ -23,7 +23,8 @@ and writes it to ``--out`` (default ``benchmarks/campaign_results/<part>.json``)
   ``prior`` (randomized prior functions) and ``laplace`` (last-layer Laplace) members, ``*_warm``
   (warm-started refits); ``ridge`` (AL on a sharp curved ridge in 4-D, vs LHS); ``refit`` (one
   cold vs warm refit, seconds); ``throughput`` (batches of ``--q`` until ``--evals`` or
-  ``--budget-s`` seconds, the same wall clock per method).
+  ``--budget-s`` seconds, the same wall clock per method); ``ridge --function step`` (AL on a
+  curved jump in 4-D). Field objective on Darcy: ``benchmarks/field_bo.py``.
 
     PYTHONPATH=. python benchmarks/campaign.py --part al --seeds 2
     PYTHONPATH=. python benchmarks/campaign.py --part bo --problem hartmann6 --seeds 2
@@ -51,6 +52,8 @@ DTYPE = torch.float64
 MEMBERS = [5]  # set by --members
 SAMPLES = [10]  # set by --samples
 PRIOR_SCALE = [1.0]  # set by --prior-scale
+SGMCMC_LR = [0.05]  # set by --sgmcmc-lr
+GRAD_CLIP: list[float | None] = [None]  # set by --grad-clip
 
 
 def ensemble(n: int, seed: int, val_fraction: float = 0.0, method: str = "deep",
@@ -62,7 +65,8 @@ def ensemble(n: int, seed: int, val_fraction: float = 0.0, method: str = "deep",
         "train.batch_size": max(32, n // 8),
         "train.epochs": epochs or (300 if n < 200 else 100),
         "train.val_fraction": val_fraction, "train.patience": 50, "train.ensemble": method,
-        "posterior.samples": SAMPLES[0], "posterior.prior_scale": PRIOR_SCALE[0]}))
+        "posterior.samples": SAMPLES[0], "posterior.prior_scale": PRIOR_SCALE[0],
+        "posterior.sgmcmc_lr": SGMCMC_LR[0], "train.grad_clip": GRAD_CLIP[0]}))
 
 
 def lhs(n: int, bounds: np.ndarray, seed: int) -> np.ndarray:
@@ -142,11 +146,28 @@ class Ridge:
         return np.random.default_rng(seed).uniform(0, 1, (n, 4))
 
 
+class Step:
+    """``f(x) = 1[x_1 > 0.5 + 0.25 sin(2 pi x_2) + 0.15 (x_3 - 0.5)] + 0.1 x_4`` on [0, 1]^4:
+    a jump of 1 across a curved hypersurface, a gentle slope elsewhere. The function is flat
+    away from the surface, so uniform designs waste most runs there, and a network's error
+    is concentrated where the data near the jump are too sparse to place it."""
+
+    bounds = np.array([[0.0, 1.0]] * 4)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        edge = 0.5 + 0.25 * np.sin(2 * np.pi * X[:, 1]) + 0.15 * (X[:, 2] - 0.5)
+        return ((X[:, 0] > edge).astype(np.float64) + 0.1 * X[:, 3])[:, None]
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).uniform(0, 1, (n, 4))
+
+
 def part_ridge(args) -> dict:
     """LHS designs of 20, 20 + ``--step``, ..., ``--n-max`` against AL (``--kinds``, default
-    ``variance``, batches of ``--step``) from the first 20, with deep and last-layer Laplace
-    members; test error on 4000 uniform points."""
-    sim = Ridge()
+    ``variance``, batches of ``--step``) from the first 20, with the ``--al-methods`` members
+    (default deep and last-layer Laplace); test error on 4000 uniform points. ``--function``:
+    the ridge (:class:`Ridge`) or the step (:class:`Step`)."""
+    sim = Step() if args.function == "step" else Ridge()
     sizes = list(range(20, args.n_max + 1, args.step))
     X_test = sim.sample(4000, seed=12345)
     test = (X_test, sim(X_test))
@@ -159,7 +180,8 @@ def part_ridge(args) -> dict:
             fit_error(X := lhs(n, sim.bounds, seed), sim(X), seed, test) for n in sizes[1:]]
         run = {"seed": seed, "lhs": lhs_err}
         for kind in args.kinds:
-            for name, method in ((kind, "deep"), (f"{kind}_laplace", "laplace")):
+            for method in args.al_methods:
+                name = kind if method == "deep" else f"{kind}_{method}"
                 run[name] = al_curve(kind, X0, Y0, first, sim, sizes, seed, test,
                                      method=method)
                 run[f"{name}_needs"] = needed(sizes, run[name], lhs_err[-1])
@@ -267,7 +289,8 @@ METHODS = {"choral_ei": choral_next, "choral_qlogei": choral_qlogei_next, "gp_ql
            "ei_laplace": choral_acq("ei", "laplace"),
            "ei_prior": choral_acq("ei", "prior"),
            "ts_prior_warm": choral_acq("thompson", "prior", warm=True),
-           "ts_laplace_warm": choral_acq("thompson", "laplace", warm=True)}
+           "ts_laplace_warm": choral_acq("thompson", "laplace", warm=True),
+           "ts_sgmcmc": choral_acq("thompson", "sgmcmc")}
 
 
 def bo_run(method: str, f, bounds, seed: int, args) -> dict:
@@ -387,17 +410,25 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
     p.add_argument("--samples", type=int, default=10, help="laplace networks per member")
     p.add_argument("--prior-scale", type=float, default=1.0, help="posterior.prior_scale")
+    p.add_argument("--sgmcmc-lr", type=float, default=0.05, help="posterior.sgmcmc_lr")
+    p.add_argument("--grad-clip", type=float, default=None, help="train.grad_clip")
     p.add_argument("--kinds", nargs="+", default=["variance"], help="ridge: AL acquisitions")
     p.add_argument("--initial", type=int, default=100, help="throughput: initial LHS points")
     p.add_argument("--budget-s", type=float, default=600.0, help="throughput: seconds/method")
     p.add_argument("--step", type=int, default=20, help="ridge: design size step (AL batch)")
     p.add_argument("--ridge-width", type=float, default=0.1, help="width of the ridge")
+    p.add_argument("--function", choices=["ridge", "step"], default="ridge",
+                   help="ridge part: the function (issue 15: step, a curved jump in 4-D)")
+    p.add_argument("--al-methods", nargs="+", default=["deep", "laplace"],
+                   help="ridge part: train.ensemble of the AL surrogates")
     p.add_argument("--pool", type=int, default=2000, help="candidates: this many LHS + local")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    MEMBERS[0], SAMPLES[0], PRIOR_SCALE[0], POOL[0], WIDTH[0] = (
-        args.members, args.samples, args.prior_scale, args.pool, args.ridge_width)
+    MEMBERS[0], SAMPLES[0], PRIOR_SCALE[0], POOL[0], WIDTH[0], SGMCMC_LR[0] = (
+        args.members, args.samples, args.prior_scale, args.pool, args.ridge_width,
+        args.sgmcmc_lr)
+    GRAD_CLIP[0] = args.grad_clip
     start = time.perf_counter()
     parts = {"al": part_al, "bo": part_bo, "timing": part_timing, "ridge": part_ridge,
              "refit": part_refit, "throughput": part_throughput}

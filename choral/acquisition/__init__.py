@@ -5,7 +5,8 @@
 :func:`select_batch` picks ``k`` distinct candidates greedily, conditioning the ensemble
 members on each pick (refit-free kriging-believer fantasies), so a batch spreads; ``thompson``
 draws one member function per pick instead (:func:`thompson_batch`). Closed forms live in
-:mod:`choral.acquisition.closed_forms`.
+:mod:`choral.acquisition.closed_forms`; named objectives that reduce a field to the number
+optimised (misfit to a target, maximum, ...) in :mod:`choral.acquisition.objectives`.
 
 Examples:
     >>> import numpy as np

@@ -22,7 +22,10 @@ suits maximisation and ``lcb`` minimisation whatever ``maximize`` says.
 An ``objective`` maps a field (or multi-output) predictive to a scalar: a callable taking
 draws (b, n, ...) to (b, n). Each member's objective distribution is moment-matched to a
 Gaussian from ``draws`` draws of that member (seeded, drawn on the CPU so that every device gets
-the same draws), so scores stay closed-form afterwards. Scores are on the predictive's device.
+the same draws), so scores stay closed-form afterwards; the candidates are reduced in chunks of
+about ``2^22`` drawn values, so large fields over many candidates fit in memory. Named
+objectives (misfit to a target field, maximum, ...) are in :mod:`choral.acquisition.objectives`.
+Scores are on the predictive's device.
 
 Examples:
     >>> import torch
@@ -52,6 +55,7 @@ __all__ = ["KINDS", "MAXIMISED", "members_of", "score", "score_members"]
 KINDS = ("variance", "epistemic", "ivr", "ei", "logei", "ucb", "lcb", "thompson")
 MAXIMISED = {kind: kind != "lcb" for kind in KINDS}
 _F64 = torch.float64
+_CHUNK = 2**22  # draws * members * candidates * outputs reduced by an objective at a time
 
 
 def check_kind(kind: Any) -> str:
@@ -72,12 +76,21 @@ def members_of(pred: Any, objective: Callable[[Tensor], Tensor] | None = None,
         return Members(means, var, weights).flat()
     s, n = means.shape[:2]
     gen = torch.Generator().manual_seed(int(seed))
-    eps = torch.randn((draws, *means.shape), generator=gen, dtype=_F64, device=gen.device)
-    eps = eps.to(means.device)
-    y = (means + var.sqrt() * eps).reshape(draws * s, *means.shape[1:])
-    vals = _objective(objective, y, draws * s, n).reshape(draws, s, n)
+    per_sample = draws * s * max(1, means[0, 0].numel())
+    chunk = max(1, _CHUNK // per_sample)  # bounds the (draws, s, chunk, ...) draws' memory
+    vals = torch.cat([_reduce(objective, means[:, lo:lo + chunk], var[:, lo:lo + chunk], draws,
+                              gen) for lo in range(0, n, chunk)], dim=2)  # (draws, s, n)
     spread = vals.var(0, unbiased=False).clamp_min(1e-12 * vals.abs().max().item() + 1e-300)
     return Members(vals.mean(0)[..., None], spread[..., None], weights)
+
+
+def _reduce(objective: Callable, means: Tensor, var: Tensor, draws: int,
+            gen: torch.Generator) -> Tensor:
+    """Objective values (draws, s, c) of ``draws`` draws of each member's Gaussian (s, c, ...)."""
+    s, c = means.shape[:2]
+    eps = torch.randn((draws, *means.shape), generator=gen, dtype=_F64, device=gen.device)
+    y = (means + var.sqrt() * eps.to(means.device)).reshape(draws * s, *means.shape[1:])
+    return _objective(objective, y, draws * s, c).reshape(draws, s, c)
 
 
 def _objective(objective: Callable, y: Tensor, b: int, n: int) -> Tensor:

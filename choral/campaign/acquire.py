@@ -20,15 +20,17 @@ from collections.abc import Callable
 import numpy as np
 
 from choral.acquisition import select_batch
+from choral.acquisition.objectives import Objective
 from choral.distributions import Predictive
 
 
 def propose(kind: str, predictive_fn: Callable[[np.ndarray], Predictive],
             candidates: np.ndarray, k: int, *, best: float | None, maximize: bool,
-            seed: int) -> np.ndarray:
-    """The next batch, (k, d) rows of ``candidates``; every campaign call comes through here."""
+            seed: int, objective: Objective | None = None) -> np.ndarray:
+    """The next batch, (k, d) rows of ``candidates``; every campaign call comes through here.
+    ``objective`` reduces each member's outputs to one number (see ``select_batch``)."""
     idx = select_batch(kind, predictive_fn, candidates, k, best=best, maximize=maximize,
-                       seed=seed)
+                       seed=seed, objective=objective)
     idx = np.asarray(idx, dtype=np.int64)
     if len(np.unique(idx)) != len(idx):
         raise ValueError(f"acquisition {kind!r} returned repeated indices {idx.tolist()}")

@@ -8,6 +8,8 @@ A ``campaign.toml`` looks like this (every key but ``[simulator]`` and ``bounds`
     initial = 8                         # initial design size
     batch_size = 4                      # points proposed per round
     acquisition = "variance"
+    objective = "misfit"                # reduce each run's outputs to the optimised number:
+    target = [0.1, 0.2, 0.1]            # "misfit" to target, "maximum", "minimum", "average"
     candidates = 512                    # random candidates scored per round
     budget = 24                         # simulator runs in all (failed ones count)
     refit = "cold"                      # or "warm": continue from the last round's members
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import (
     ConfigDict,
     Field,
@@ -57,6 +60,8 @@ from pydantic import (
 )
 
 from choral.acquisition import KINDS
+from choral.acquisition.objectives import NAMES as OBJECTIVES
+from choral.acquisition.objectives import Objective, objective
 from choral.campaign.design import DESIGNS
 from choral.config import Config
 from choral.errors import ConfigError
@@ -142,6 +147,12 @@ class CampaignConfig(_Strict):
     batch_size: PositiveInt = 4
     acquisition: Literal[ACQUISITIONS] = "variance"
     maximize: bool = False
+    objective: Literal[OBJECTIVES] | None = None
+    """The number a run's outputs are reduced to for ``best`` and the acquisitions
+    (:mod:`choral.acquisition.objectives`: each member's outputs are reduced, so ``ei`` and
+    ``thompson`` act on the objective of member-coherent outputs); ``None``: the first output."""
+    target: list[float] | None = None
+    """``objective = "misfit"``: the target outputs (one run's outputs, flattened)."""
     candidates: PositiveInt = 512
     budget: PositiveInt = 32
     refit: Literal[REFITS] = "cold"
@@ -170,6 +181,9 @@ class CampaignConfig(_Strict):
         if self.acquisition == "posterior" and self.cascade_first is not None:
             raise ValueError('cascade_first screens acquisition scores; acquisition = '
                              f'"posterior" has none; got cascade_first = {self.cascade_first}')
+        if (self.objective == "misfit") != (self.target is not None):
+            raise ValueError('objective = "misfit" and target go together; got objective = '
+                             f'{self.objective!r} {"with" if self.target else "without"} target')
         if self.bounds is None and self.simulator.builtin is None:
             raise ValueError("bounds are required unless simulator.builtin names a choral "
                              "simulator (whose box is known)")
@@ -192,6 +206,23 @@ class CampaignConfig(_Strict):
     def from_toml(cls, path: str | Path) -> CampaignConfig:
         """Read and validate a campaign TOML file."""
         return cls.from_dict(read_toml(path, "campaign file"))
+
+    def objective_fn(self) -> Objective | None:
+        """The objective as a callable (b, n, ...) -> (b, n), or ``None`` (the first output)."""
+        return None if self.objective is None else objective(self.objective, self.target)
+
+    def values(self, Y: np.ndarray) -> np.ndarray:
+        """The objective (n,) of observed outputs ``Y`` (n, ...): the first output without one.
+
+        >>> cfg = CampaignConfig.from_dict({"simulator": {"builtin": "branin"},
+        ...                                 "objective": "maximum"})
+        >>> cfg.values(np.array([[1.0, 3.0], [2.0, 0.0]])).tolist()
+        [3.0, 2.0]
+        """
+        fn = self.objective_fn()
+        if fn is None:
+            return Y.reshape(len(Y), -1)[:, 0]
+        return fn(torch.as_tensor(Y, dtype=torch.float64)[None])[0].cpu().numpy()
 
     def surrogate_config(self) -> Config:
         """The ``[surrogate]`` table as a choral :class:`~choral.config.Config`."""

@@ -154,13 +154,15 @@ class _Loop:
         X, Y = self.ledger.data()
         model = self._model(r, X, Y, seed)
         C = candidates(cfg.candidates, self.box, seed)
-        best = float(Y[:, 0].max() if cfg.maximize else Y[:, 0].min())
+        values = cfg.values(Y)
+        best = float(values.max() if cfg.maximize else values.min())
         k = min(cfg.batch_size, cfg.budget - sum(self.ledger.counts().values()))
         if cfg.acquisition == "posterior":
             chosen, posterior_size = self._posterior(model, C, k, seed)
         else:
             chosen = screen(model.predict, model, C, cfg.acquisition, k, best=best,
                             maximize=cfg.maximize, seed=seed, first=cfg.cascade_first,
+                            objective=cfg.objective_fn(),
                             top_fraction=cfg.cascade_top_fraction)
         scores = {"n_train": len(X), "max_std": float(chosen.std.max()),
                   "mean_std": float(chosen.std.mean()), "best": best,

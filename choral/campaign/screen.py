@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from choral.acquisition import MAXIMISED, score
+from choral.acquisition.objectives import Objective
 from choral.campaign.acquire import propose
 from choral.distributions import Predictive
 from choral.surrogate import Surrogate
@@ -65,31 +66,35 @@ class Screened:
         return self.forward_passes / self.total
 
 
-def cheap_score(kind: str, best: float | None, maximize: bool,
-                seed: int) -> Callable[[Predictive], Tensor]:
+def cheap_score(kind: str, best: float | None, maximize: bool, seed: int,
+                objective: Objective | None = None) -> Callable[[Predictive], Tensor]:
     """The acquisition ``kind`` as a larger-is-better score (n,) of a predictive."""
     sign = 1.0 if MAXIMISED[kind] else -1.0
-    return lambda pred: sign * score(kind, pred, best=best, maximize=maximize, seed=seed)
+    return lambda pred: sign * score(kind, pred, best=best, maximize=maximize, seed=seed,
+                                     objective=objective)
 
 
 def screen(predict: Callable[[np.ndarray], Predictive], model: Surrogate | None,
            C: np.ndarray, kind: str, k: int, *, best: float | None, maximize: bool, seed: int,
-           first: int | None = None, top_fraction: float = 1.0) -> Screened:
+           first: int | None = None, top_fraction: float = 1.0,
+           objective: Objective | None = None) -> Screened:
     """Choose ``k`` of the candidates ``C`` (q, d) by ``kind``: with all members of ``predict``
     (``first=None``), or through a cascade of ``model`` screening with its ``first`` members
-    and re-scoring the top ``top_fraction`` (see the module)."""
+    and re-scoring the top ``top_fraction`` (see the module); ``objective`` reduces the
+    outputs (:mod:`choral.acquisition.objectives`)."""
     if first is None:
         pred = predict(C)
         batch = propose(kind, lambda X: pred if X is C else predict(X), C, k, best=best,
-                        maximize=maximize, seed=seed)
+                        maximize=maximize, seed=seed, objective=objective)
         s = pred.members()[2].shape[0]
         return Screened(batch, pred.stddev.cpu().numpy(), s * len(C), s * len(C))
     fraction = max(top_fraction, k / len(C))  # at least the batch is re-scored
     result = cascade(model, C, Rules(first=first, top_fraction=fraction,
-                                     acquisition=cheap_score(kind, best, maximize, seed)))
+                                     acquisition=cheap_score(kind, best, maximize, seed,
+                                                             objective)))
     top = result.undecided.nonzero().flatten().cpu().numpy()  # ascending: the original order
     batch = propose(kind, lambda X: result.full, C[top], k, best=best, maximize=maximize,
-                    seed=seed)
+                    seed=seed, objective=objective)
     std = result.first.stddev.clone()
     std[torch.as_tensor(top, device=std.device)] = result.full.stddev
     return Screened(batch, std.cpu().numpy(), result.forward_passes, result.total)

@@ -146,7 +146,9 @@ class WeightSpaceConfig(Strict):
 class PosteriorConfig(Strict):
     """Posterior members for small data (``[posterior]``): randomized prior functions
     (``train.ensemble = "prior"``, :mod:`choral.ensembles.prior`) and last-layer Laplace
-    (``"laplace"``, :mod:`choral.ensembles.laplace`). Both need the Gaussian head."""
+    (``"laplace"``, :mod:`choral.ensembles.laplace`), both needing the Gaussian head, and
+    cyclical SG-MCMC (``"sgmcmc"``, :mod:`choral.ensembles.sgmcmc`, any head; its run has
+    ``weightspace.epochs`` epochs in ``weightspace.cycles`` cycles)."""
 
     prior_scale: PositiveFloat = 1.0
     """``beta``: the random prior network's output (in standardised target units) is
@@ -157,6 +159,20 @@ class PosteriorConfig(Strict):
     precision_grid: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e4)
     """Laplace: the range [low, high] searched (on a log grid of 401 points) for the prior
     precision that maximises the Laplace marginal likelihood, per member."""
+    sgmcmc_lr: PositiveFloat = 0.05
+    """cSGLD: the largest learning rate of a cycle (on the mean loss per target value)."""
+    exploration: float = Field(default=0.5, ge=0, lt=1)
+    """cSGLD: the fraction of each cycle run without noise (the optimisation stage)."""
+    cycle_samples: PositiveInt = 1
+    """cSGLD: networks kept per cycle and member (the weights after its last epochs)."""
+    temperature: PositiveFloat = 1.0
+    """cSGLD: the posterior temperature T (1: the Bayes posterior; < 1: a cold posterior)."""
+    prior_precision: PositiveFloat = 1.0
+    """cSGLD: lambda of the Gaussian prior N(0, I / lambda) on every weight."""
+    sgmcmc_clip: PositiveFloat | None = 1.0
+    """cSGLD: each member's gradient norm is clipped to this (when ``train.grad_clip`` is not
+    set), pretraining included: plain Langevin steps on a heteroscedastic NLL diverge where a
+    variance collapses. Clipping biases the sampler; ``None`` for exact SGLD steps."""
 
     @field_validator("precision_grid")
     @classmethod

@@ -9,12 +9,12 @@ load: the surrogate evaluates whatever networks are stored.
 Methods register themselves here when :mod:`choral.ensembles` is imported: ``deep``
 (:mod:`.training`), ``swa`` (:mod:`.swa`), ``swag`` and ``multiswag`` (:mod:`.swag`),
 ``snapshot`` (:mod:`.snapshot`), ``soup`` (:mod:`.soup`), ``prior`` (:mod:`.prior`),
-``laplace`` (:mod:`.laplace`).
+``laplace`` (:mod:`.laplace`), ``sgmcmc`` (:mod:`.sgmcmc`).
 
 Examples:
     >>> import choral.ensembles
     >>> sorted(METHODS)
-    ['deep', 'laplace', 'multiswag', 'prior', 'snapshot', 'soup', 'swa', 'swag']
+    ['deep', 'laplace', 'multiswag', 'prior', 'sgmcmc', 'snapshot', 'soup', 'swa', 'swag']
 """
 
 from __future__ import annotations

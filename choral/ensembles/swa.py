@@ -25,7 +25,7 @@ from choral.ensembles.context import Result, TrainContext
 from choral.ensembles.flat import flatten, unflatten
 from choral.ensembles.registry import register
 from choral.ensembles.schedule import collect_epochs, swa_factor
-from choral.ensembles.training import History, LrFactor, train_members
+from choral.ensembles.training import History, LrFactor, Optimizer, train_members
 
 
 class Accumulator(Protocol):
@@ -96,12 +96,13 @@ def run_epochs(ctx: TrainContext) -> int:
 
 
 def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
-                   collect: Sequence[int], into: Accumulator
+                   collect: Sequence[int], into: Accumulator, optimizer: Optimizer | None = None
                    ) -> tuple[dict[str, Tensor], History]:
     """Train the first ``members`` initial members for :func:`run_epochs` epochs with
     ``lr_factor``; after each epoch in ``collect`` call ``into.update(weights (members, P))``.
     With ``weightspace.pretrain`` the run starts from the best weights of an early-stopped
-    run (its epochs count in ``epochs_run``). Returns the last weights and the history."""
+    run (its epochs count in ``epochs_run``); ``optimizer`` builds the collecting run's
+    optimiser (default AdamW). Returns the last weights and the history."""
     epochs = run_epochs(ctx)
     cfg = ctx.train.model_copy(update={"epochs": epochs})
     data = (ctx.X, ctx.Y, ctx.X_val, ctx.Y_val)
@@ -114,7 +115,8 @@ def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
         before = pre.epochs_run
     last, history = train_members(ctx.forward, init, *data, cfg, seeds, ctx.loss, ctx.on_epoch,
                                   lr_factor=lr_factor, after_epoch=_Collect(collect, into),
-                                  early_stopping=False, checkpoint=ctx.checkpoint)
+                                  early_stopping=False, checkpoint=ctx.checkpoint,
+                                  optimizer=optimizer)
     history.epochs_run += before
     return last, history
 

@@ -38,6 +38,9 @@ EpochCallback = Callable[[int, Tensor, Tensor, int], None]
 Loss = Callable[[Tensor, Tensor], Tensor]
 """Mean loss per member: (member outputs (s, b, ...), targets (s, b, ...)) -> (s,)."""
 
+Optimizer = Callable[[list[Tensor]], torch.optim.Optimizer]
+"""Builds the optimiser over the stacked weight tensors (s, ...)."""
+
 LrFactor = Callable[[float], float]
 """Learning-rate multiplier as a function of the fractional epoch ``t`` = epoch + batch/batches."""
 
@@ -136,7 +139,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
                   on_epoch: EpochCallback | None = None, *, lr_factor: LrFactor | None = None,
                   after_epoch: Callable[[int, dict[str, Tensor]], None] | None = None,
                   early_stopping: bool = True,
-                  checkpoint: Checkpoint | None = None) -> tuple[dict[str, Tensor], History]:
+                  checkpoint: Checkpoint | None = None,
+                  optimizer: Optimizer | None = None) -> tuple[dict[str, Tensor], History]:
     """Fit stacked ``params`` (s, ...) to ``X`` (n, ...), ``Y`` (n, m, ...); return the best.
 
     ``X``, ``Y`` (and the validation rows) are tensors on the weights' device, or lazy rows
@@ -149,7 +153,9 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
     Without validation data, or with ``early_stopping=False``, every member runs all
     epochs and keeps its last weights (the history still records the best validation epoch).
     With a ``checkpoint`` (:class:`~choral.ensembles.checkpoint.Checkpoint`) the state is saved
-    as it says and a saved state of this stage is resumed.
+    as it says and a saved state of this stage is resumed. ``optimizer(params)`` builds the
+    optimiser over the stacked tensors (default AdamW with ``cfg.lr``, ``cfg.weight_decay``);
+    its ``state_dict`` is checkpointed.
     """
     stage = checkpoint.stage() if checkpoint else None
     if checkpoint and (done := checkpoint.result(stage)) is not None:
@@ -162,7 +168,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
     # differently, so a member's step would depend on where its weights sit in the stack (and
     # a member trained in a shard of another size, or alone, would differ in the last bits)
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            foreach=True)
+                            foreach=True) if optimizer is None else \
+        optimizer(list(params.values()))
     if lr_factor is None and cfg.lr_schedule == "cosine":
         lr_factor = cosine(cfg.epochs)
     batches = math.ceil(n / cfg.batch_size)

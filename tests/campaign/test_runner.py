@@ -204,3 +204,41 @@ def test_thompson_campaign_with_posterior_members(tmp_path, ensemble):
     assert len(rows) == 11 and all(r[2] == "done" for r in rows)
     X = np.array([r[3] for r in rows])
     assert len(np.unique(X, axis=0)) == len(X)
+
+
+def field(X):
+    """(n, 2) -> (n, 5): a small 'field' of five values per run."""
+    return np.sin(3 * X[:, :1] + np.arange(5)) + X[:, 1:] ** 2
+
+
+def test_field_objective_campaign_acts_on_the_misfit(tmp_path, acquisition="thompson"):
+    from choral.acquisition import select_batch
+    from choral.acquisition.objectives import misfit
+    from choral.campaign.design import candidates
+    from choral.campaign.runner import round_seed
+    from choral.surrogate import Surrogate
+
+    target = field(np.array([[0.3, 0.6]]))[0]
+    cfg = config(acquisition=acquisition, objective="misfit", target=target.tolist())
+    run_campaign(cfg, tmp_path, simulator=field)
+    rows = table(tmp_path)
+    X, Y = np.array([r[3] for r in rows]), np.array([r[4] for r in rows])
+    J = ((Y - target) ** 2).mean(1) / (target**2).mean()  # the misfit, in numpy
+    with Ledger(tmp_path / "ledger.db") as led:
+        rounds = led.rounds()
+    for r in (1, 2):  # round r fitted on the runs before it; its best is their least misfit
+        before = np.array([row[1] for row in rows]) < r
+        assert rounds[r]["scores"]["best"] == pytest.approx(J[before].min(), rel=1e-12)
+        # the batch is what select_batch picks with the misfit objective from that model
+        model = Surrogate.load(tmp_path / "models" / f"round_{r}")
+        C = candidates(cfg.candidates, cfg.box(), round_seed(cfg.seed, r))
+        idx = select_batch(acquisition, model.predict, C, 3, best=float(J[before].min()),
+                           seed=round_seed(cfg.seed, r), objective=misfit(target))
+        np.testing.assert_array_equal(X[np.array([row[1] for row in rows]) == r], C[idx])
+
+
+def test_misfit_needs_a_target():
+    with pytest.raises(ConfigError, match="target go together"):
+        config(objective="misfit")
+    with pytest.raises(ConfigError, match="target go together"):
+        config(objective="maximum", target=[1.0])

@@ -32,7 +32,7 @@ from choral.cli.common import (
     streams,
     with_channels,
 )
-from choral.cli.rollout import pairs_for_fit, predict_rollout
+from choral.cli.rollout import predict_rollout, trajectories_for_fit
 from choral.config import CALIBRATIONS, Config
 from choral.data import XARRAY, load_data, save_blocks, save_data
 from choral.errors import DataError
@@ -40,6 +40,7 @@ from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
 from choral.surrogate.cascade import Rules, fit_first_stage
 from choral.surrogate.cascade import cascade as run_cascade
+from choral.surrogate.rollout import fit_rollout
 
 __all__ = ["evaluate", "fit", "predict", "report"]
 
@@ -82,7 +83,14 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         stream: StreamOpt = None, sample_dim: SampleDimOpt = None,
         history: Annotated[int | None, typer.Option(
             min=1, help="Fit one step of trajectories: Y (n, t, c, *grid) becomes pairs of the "
-            "last H states (as channels) -> the next state (see predict --steps).")] = None,
+            "last H states (as channels) -> the next state (see predict --steps); default: "
+            "[data] history.")] = None,
+        pushforward: Annotated[float | None, typer.Option(
+            min=0.0, max=1.0, help="With --history: probability that a training input's newest "
+            "state is the member's own prediction ([rollout] pushforward).")] = None,
+        input_noise: Annotated[float | None, typer.Option(
+            min=0.0, help="With --history: std of Gaussian noise on the training inputs, in "
+            "standardised units ([rollout] input_noise).")] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory.
 
@@ -95,16 +103,22 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         "train.address": address, **({"train.cluster": "ray"} if backend == "ray" else
                                      {"train.backend": backend}),
         "calibration.method": calibration, "data.x": x, "data.y": y,
-        "data.sample_dim": sample_dim,
+        "data.sample_dim": sample_dim, "data.history": history,
+        "rollout.pushforward": pushforward, "rollout.input_noise": input_noise,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y,
                                    lazy=streams(data, stream),
                                    sample_dim=cfg.data.sample_dim), cfg)
+    history = cfg.data.history
     if history is not None:
-        X, Y = pairs_for_fit(Y, history)
-    if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
+        Y = trajectories_for_fit(Y, history)
+    elif pushforward is not None or input_noise is not None:
+        raise DataError("--pushforward and --input-noise train on trajectories: give --history "
+                        "(or [data] history)")
+    fields = (Y.ndim - 1 if history is not None else X.ndim) > 2
+    if backbone is None and cfg.model.backbone == "mlp" and fields:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
-    cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=X.ndim > 2)
+    cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=fields)
     checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
     batch_job = not err.is_terminal and not quiet
     with progress() as bar, ExitStack() as files:
@@ -121,8 +135,12 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         model = Surrogate(cfg)
         if checkpoint.exists() and resume is not False and not quiet:
             err.print(f"found the checkpoint {checkpoint}: resuming if it matches")
-        model.fit(X, Y, on_epoch=on_epoch, checkpoint=checkpoint,
-                  resume={None: "auto", True: "require", False: "never"}[resume])
+        options = {"on_epoch": on_epoch, "checkpoint": checkpoint,
+                   "resume": {None: "auto", True: "require", False: "never"}[resume]}
+        if history is not None:
+            model = fit_rollout(Y, history, cfg, **options)
+        else:
+            model.fit(X, Y, **options)
         bar.update(task, completed=cfg.train.epochs)
     model.save(out_dir)
     networks = next(iter(model.params.values())).shape[0]

@@ -15,23 +15,27 @@ from choral.evaluation.rollout import rollout_scores
 from choral.surrogate import Surrogate
 from choral.surrogate.rollout import history_pairs, rollout
 
-__all__ = ["history_window", "pairs_for_fit", "predict_rollout"]
+__all__ = ["history_window", "predict_rollout", "trajectories_for_fit"]
 
 
 def history_window(model: Surrogate) -> int:
-    """The history h of a model fitted on windows: its input channels over its output's."""
+    """The history h of a model fitted on windows: its ``data.history``, or for models saved
+    before that key its input channels over its output's."""
     c_in, c_out = model.x_shape[0], model.y_shape[0]
+    if model.config.data.history is not None:
+        return model.config.data.history
     if len(model.x_shape) != len(model.y_shape) or c_in % c_out:
         raise DataError(f"--steps needs a model fitted with --history (inputs h*c channels, "
                         f"outputs c); this one maps {model.x_shape} to {model.y_shape}")
     return c_in // c_out
 
 
-def pairs_for_fit(Y: object, history: int) -> tuple[np.ndarray, np.ndarray]:
-    """``fit --history``: one-step pairs from the trajectories ``Y`` (n, t, c, *grid)."""
+def trajectories_for_fit(Y: object, history: int) -> np.ndarray:
+    """``fit --history``: the trajectories ``Y`` (n, t, c, *grid), checked to make pairs."""
     if not isinstance(Y, np.ndarray):
         raise DataError("--history reads the trajectories into memory: drop --stream")
-    return history_pairs(Y, history)
+    history_pairs(Y[:1], history)  # the shape checks
+    return Y
 
 
 def predict_rollout(surrogate: Surrogate, data: Path, y: str | None, steps: int,

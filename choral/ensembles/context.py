@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from choral.ensembles.checkpoint import Checkpoint
 from choral.ensembles.config import PosteriorConfig, SoupConfig, TrainConfig, WeightSpaceConfig
-from choral.ensembles.training import EpochCallback, History, Loss
+from choral.ensembles.training import EpochCallback, History, InputHook, Loss
 from choral.networks.members import Forward
 
 __all__ = ["Result", "TrainContext"]
@@ -37,6 +37,8 @@ class TrainContext:
     """Where every :func:`~choral.ensembles.training.train_members` call of the method saves
     and resumes its state (pass it on to each call)."""
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
+    inputs: InputHook | None = None
+    """Changes the training mini-batches' inputs (pass it on to each ``train_members`` call)."""
 
 
 @dataclass

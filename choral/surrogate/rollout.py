@@ -20,7 +20,7 @@ Examples:
     >>> from choral.config import Config
     >>> u = np.cumsum(np.random.default_rng(0).normal(size=(4, 12, 2)), axis=1)
     >>> cfg = Config().updated(**{"train.members": 2, "train.epochs": 2})
-    >>> model = fit_rollout(u, history=3, config=cfg)
+    >>> model = fit_rollout(u, history=3, config=cfg)  # one trajectory of four held out
     >>> out = rollout(model, u[:, :3], steps=5)
     >>> tuple(out.members.shape), len(out.predictives), tuple(out.mean.shape)
     ((2, 4, 5, 2), 5, (4, 5, 2))
@@ -39,7 +39,10 @@ from choral.checks import check_choice, check_int
 from choral.config import Config
 from choral.distributions import Predictive
 from choral.errors import ConfigError, DataError
+from choral.evaluation.calibration import Scale
+from choral.evaluation.rollout import spread_scale
 from choral.surrogate.model import Surrogate
+from choral.surrogate.pushforward import TrainingInputs, previous_rows
 from choral.surrogate.transfer import check_grid
 
 __all__ = ["Rollout", "fit_rollout", "history_pairs", "rollout"]
@@ -74,12 +77,52 @@ def history_pairs(trajectories: Any, history: int) -> tuple[np.ndarray, np.ndarr
     return X, u[:, h:].reshape(n * (t - h), *u.shape[2:])
 
 
-def fit_rollout(trajectories: Any, history: int = 1, config: Config | None = None,
+def fit_rollout(trajectories: Any, history: int | None = None, config: Config | None = None,
                 **fit_options: Any) -> Surrogate:
     """A :class:`~choral.surrogate.Surrogate` fitted on :func:`history_pairs` of
-    ``trajectories``. Its validation and calibration rows are drawn from all pairs, so they
-    share trajectories with the training rows (a held-out score is optimistic)."""
-    return Surrogate(config).fit(*history_pairs(trajectories, history), **fit_options)
+    ``trajectories`` (n, t, c, *grid), with ``history`` h (default ``config.data.history``,
+    else 1; the fitted model's ``config.data.history`` says which).
+
+    ``config.rollout`` (:class:`~choral.config.RolloutConfig`): ``validation`` of the
+    trajectories (at least one when n >= 2, chosen with ``train.seed``) are held out whole;
+    the ensemble is rolled out over them from their first h states and
+    ``records["rollout"]["spread_scale"]`` (one factor per ``noise`` mode of :func:`rollout`)
+    is fitted there (:func:`~choral.evaluation.rollout.spread_scale`). The other trajectories
+    give the training pairs, with ``pushforward`` and ``input_noise``
+    (:mod:`choral.surrogate.pushforward`). The surrogate's own validation and calibration rows
+    are drawn from those pairs, so they share trajectories with the training rows.
+    """
+    cfg = config or Config()
+    h = check_int(history if history is not None else cfg.data.history or 1, "history",
+                  minimum=1)
+    cfg = cfg.updated(**{"data.history": h})
+    u = _trajectories(trajectories, "trajectories", h + 1)
+    fit_rows, val_rows = _held_out(len(u), cfg.rollout.validation, cfg.train.seed)
+    opts = cfg.rollout
+    inputs = None
+    if opts.pushforward > 0 or opts.input_noise > 0:
+        inputs = TrainingInputs(previous_rows(len(fit_rows), u.shape[1], h), h, u.shape[2],
+                                opts.pushforward, opts.input_noise, cfg.train.seed)
+    model = Surrogate(cfg).fit(*history_pairs(u[fit_rows], h), inputs=inputs, **fit_options)
+    record: dict[str, Any] = {"history": h, "validation_trajectories": len(val_rows),
+                              "pushforward": opts.pushforward, "input_noise": opts.input_noise}
+    first = next(iter(model.params.values()))
+    if len(val_rows) and first.shape[0] > 1:
+        truth = u[val_rows, h:]
+        record["spread_scale"] = {
+            noise: spread_scale(rollout(model, u[val_rows, :h], truth.shape[1], noise=noise,
+                                        seed=cfg.train.seed, spread=False).members, truth)
+            for noise in (NOISES if model.config.model.head == "gaussian" else ("mean",))}
+    model.records["rollout"] = record
+    return model
+
+
+def _held_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trajectory indices (kept, held out): ``fraction`` of ``n``, at least one when n >= 2
+    and ``fraction`` > 0, sorted."""
+    n_val = 0 if fraction == 0 or n < 2 else min(max(round(fraction * n), 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 @dataclass(frozen=True)
@@ -101,12 +144,19 @@ def _standardiser(norm: Any, ndim: int, like: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def rollout(model: Surrogate, history: Any, steps: int, noise: str = "mean",
-            seed: int | None = 0, calibrated: bool = False) -> Rollout:
+            seed: int | None = 0, calibrated: bool = False, spread: bool = True) -> Rollout:
     """Roll ``model``'s members ``steps`` steps on from ``history`` (n, h, c, *grid).
 
     Returns a :class:`Rollout`: member trajectories (s, n, steps, c, *grid) in user units and
     per step the mixture predictive (n, c, *grid). ``noise``: ``"mean"`` feeds back each member's
     mean, ``"sample"`` a draw from its Gaussian (``seed`` seeds a CPU generator).
+
+    With ``spread`` and a spread scale ``a`` fitted by :func:`fit_rollout` for this ``noise``
+    (``model.records["rollout"]``), the returned member states are ``mean + a (state - mean)``
+    about the member mean of each step, and each step's predictive is scaled about its mean by
+    ``a`` (as a :class:`~choral.evaluation.calibration.Scale` calibration); the members
+    themselves roll on unscaled, and the mean trajectory is unchanged. ``calibrated`` applies
+    the model's one-step calibration to each step instead.
     """
     params = model._check_fitted()
     steps = check_int(steps, "steps", minimum=1)
@@ -141,4 +191,11 @@ def rollout(model: Surrogate, history: Any, steps: int, noise: str = "mean",
             predictives.append(model.apply_calibration(pred) if calibrated else pred)
             path.append(new)
             states = torch.cat([states[:, :, 1:], new[:, :, None]], dim=2)
-    return Rollout(torch.stack(path, dim=2), predictives)
+    members = torch.stack(path, dim=2)
+    a = model.records.get("rollout", {}).get("spread_scale", {}).get(noise)
+    if spread and not calibrated and a is not None:
+        centre = members.mean(0)
+        members = centre + a * (members - centre)
+        scale = Scale([a] * c)
+        predictives = [scale.apply(p) for p in predictives]
+    return Rollout(members, predictives)

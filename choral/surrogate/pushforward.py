@@ -56,7 +56,8 @@ class TrainingInputs:
 
     Args:
         previous: :func:`previous_rows` of the pairs (n,).
-        history: the window h; each input holds h states of ``channels`` = c channels.
+        history: the window h; each input holds h states of ``channels`` = c channels (then
+            any conditioning channels, which stay as they are).
         pushforward: the probability that a training row's newest state is the member's own
             prediction (in [0, 1]).
         noise: the standard deviation of the Gaussian noise added to the inputs (>= 0).
@@ -76,7 +77,8 @@ class TrainingInputs:
         h, c = self.history, self.channels
         loc, scale = (torch.as_tensor(a, dtype=Xs.dtype, device=Xs.device)
                       for a in model.x_norm.loc_scale(Xs.ndim))
-        x_loc, x_scale = loc[(h - 1) * c:], scale[(h - 1) * c:]  # the newest state's channels
+        newest_channels = slice((h - 1) * c, h * c)  # the conditions (FiLM) come after them
+        x_loc, x_scale = loc[newest_channels], scale[newest_channels]
         y_loc, y_scale = (torch.as_tensor(a, dtype=Xs.dtype, device=Xs.device)
                           for a in model.y_norm.loc_scale(Xs.ndim))
         generator = torch.Generator().manual_seed(self.seed)
@@ -94,7 +96,8 @@ class TrainingInputs:
                         state = head.member_means(out).to(x.dtype) * y_scale + y_loc
                         newest = (state - x_loc) / x_scale  # in the inputs' standardised units
                     mask = pushed.to(x.device).view(*pushed.shape, *[1] * (x.ndim - 2))
-                    x = torch.where(mask, torch.cat([x[:, :, :(h - 1) * c], newest], 2), x)
+                    pushed_x = torch.cat([x[:, :, :(h - 1) * c], newest, x[:, :, h * c:]], 2)
+                    x = torch.where(mask, pushed_x, x)
             if self.noise > 0:
                 eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
                 x = x + self.noise * eps.to(x.device)

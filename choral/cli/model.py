@@ -91,6 +91,9 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         input_noise: Annotated[float | None, typer.Option(
             min=0.0, help="With --history: std of Gaussian noise on the training inputs, in "
             "standardised units ([rollout] input_noise).")] = None,
+        film: Annotated[bool, typer.Option(
+            "--film", help="With --history: the file's X (n, k) holds each trajectory's "
+            "parameters (e.g. viscosities); they condition the U-Net through FiLM.")] = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory.
 
@@ -112,9 +115,9 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
     history = cfg.data.history
     if history is not None:
         Y = trajectories_for_fit(Y, history)
-    elif pushforward is not None or input_noise is not None:
-        raise DataError("--pushforward and --input-noise train on trajectories: give --history "
-                        "(or [data] history)")
+    elif pushforward is not None or input_noise is not None or film:
+        raise DataError("--pushforward, --input-noise and --film train on trajectories: give "
+                        "--history (or [data] history)")
     fields = (Y.ndim - 1 if history is not None else X.ndim) > 2
     if backbone is None and cfg.model.backbone == "mlp" and fields:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
@@ -138,7 +141,8 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         options = {"on_epoch": on_epoch, "checkpoint": checkpoint,
                    "resume": {None: "auto", True: "require", False: "never"}[resume]}
         if history is not None:
-            model = fit_rollout(Y, history, cfg, **options)
+            model = fit_rollout(Y, history, cfg, conditions=np.asarray(X) if film else None,
+                                **options)
         else:
             model.fit(X, Y, **options)
         bar.update(task, completed=cfg.train.epochs)

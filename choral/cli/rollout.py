@@ -43,14 +43,16 @@ def predict_rollout(surrogate: Surrogate, data: Path, y: str | None, steps: int,
     """Roll the first h states of each trajectory in ``data`` (its Y, (n, t, c, *grid)) on by
     ``steps``; write the per-step mixture mean and std (n, T, c, *grid), the spread of the
     member trajectories (member_std) and the members (n, s, T, c, *grid). When the file holds
-    the following T true states, print the rollout scores."""
+    the following T true states, print the rollout scores. A model fitted with ``--film``
+    reads each trajectory's parameters from the file's X (n, k)."""
     h = history_window(surrogate)
-    _, Y = load_xy(surrogate, data, None, y, require_y=True)
+    X, Y = load_xy(surrogate, data, None, y, require_y=True)
     Y = np.asarray(Y)
     if Y.ndim != 2 + len(surrogate.y_shape) or Y.shape[1] < h:
         raise DataError(f"--steps reads trajectories (n, t, c, *grid) with t >= h = {h} from "
                         f"{data}; got shape {Y.shape}")
-    out = rollout(surrogate, Y[:, :h], steps, noise=noise, seed=seed)
+    conditions = np.asarray(X) if surrogate.config.model.conditions else None
+    out = rollout(surrogate, Y[:, :h], steps, noise=noise, seed=seed, conditions=conditions)
     mean = torch.stack([p.mean for p in out.predictives], 1).cpu().numpy()
     std = torch.stack([p.stddev for p in out.predictives], 1).cpu().numpy()
     members = out.members.double().cpu()

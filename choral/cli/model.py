@@ -32,7 +32,7 @@ from choral.cli.common import (
     streams,
     with_channels,
 )
-from choral.cli.rollout import predict_rollout, trajectories_for_fit
+from choral.cli.rollout import predict_rollout, report_rollout, trajectories_for_fit
 from choral.config import CALIBRATIONS, Config
 from choral.data import XARRAY, load_data, save_blocks, save_data
 from choral.errors import DataError
@@ -314,12 +314,27 @@ def report(model: ModelOpt, data: DataOpt,
            out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
            x: XOpt = None, y: YOpt = None,
            examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4,
-           device: DeviceOpt = None, batch_size: BatchOpt = None) -> None:
+           device: DeviceOpt = None, batch_size: BatchOpt = None,
+           steps: Annotated[int | None, typer.Option(
+               min=1, help="A model fitted with --history: report T-step rollouts from the first "
+               "H states of the data's trajectories Y (which need H + T states).")] = None,
+           noise: Annotated[str, typer.Option(
+               help="With --steps: feed back member means (mean) or draws (sample).")] = "mean",
+           seed: Annotated[int, typer.Option(help="Seed of the draws of --noise sample.")] = 0
+           ) -> None:
     """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores; for a
-    calibrated model, the reliability diagram and calibration scores before and after it."""
+    calibrated model, the reliability diagram and calibration scores before and after it.
+    With ``--steps``: per-step rel. L2, CRPS, correlation and spread-skill curves of rollouts."""
     from choral.evaluation.report import write_report  # matplotlib is slow to import: only here
 
     surrogate = Surrogate.load(model, device)
+    if steps is not None:
+        info = {"model": str(model), "data": str(data),
+                "backbone": surrogate.config.model.backbone,
+                "members": surrogate.config.train.members}
+        index = report_rollout(surrogate, data, y, steps, out_dir, noise, seed, info)
+        err.print(f"wrote report to {index}")
+        return
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
     raw = surrogate.predict(X, calibrated=False, batch_size=batch_size)  # serves both
     pred = surrogate.apply_calibration(raw)

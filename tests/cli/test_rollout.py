@@ -64,6 +64,18 @@ def test_burgers_family_film_and_config_history(tmp_path):
     invoke("predict", "--model", model, "--data", data, "--steps", "3", "--out", out)
     expected = rollout(loaded, Y[:, :2], 3, conditions=X)
     np.testing.assert_allclose(np.load(out)["members"], expected.members.movedim(0, 1).numpy())
+    report = tmp_path / "report"
+    invoke("report", "--model", model, "--data", data, "--steps", "4", "--out", report)
+    page = (report / "index.html").read_text()
+    shown = rollout(loaded, Y[:, :2], 4, conditions=X)
+    tau = rollout_scores(shown.members, shown.predictives, Y[:, 2:6])["correlation_time"]
+    assert f'<th>correlation_time</th><td class="num">{tau}</td>' in page
+    assert "spread_skill_first_half_raw" in page  # the model has a spread calibration
+    assert {p.name for p in report.iterdir()} == {"index.html", "rollout_scores.png",
+                                                  "rollout_example.png"}
+    failed = runner.invoke(app, ["report", "--model", str(model), "--data", str(data),
+                                 "--steps", "5", "--out", str(report)])
+    assert isinstance(failed.exception, DataError) and "h + T = 7" in str(failed.exception)
     failed = runner.invoke(app, ["simulate", "ks", "--nu", "0.1", "--steps", "3", "--out",
                                  str(data)])
     assert isinstance(failed.exception, DataError) and "--nu" in str(failed.exception)

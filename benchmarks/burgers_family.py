@@ -11,7 +11,8 @@ viscosities 0.1, 0.05, 0.02, 0.01 in turn (seed 0), ``--n-test`` with the held-o
 ``--members``/``--epochs``) fitted with the viscosity as a FiLM condition (``conditions``) and
 without it. Reported on the test trajectories: one-step rel. L2 (from every true state), and the
 rollout from the first state: rel. L2 of the ensemble mean at the last step and averaged over the
-steps, per held-out viscosity and overall. Prints one JSON object.
+steps, per held-out viscosity and overall; the same for persistence (the state kept as it is)
+as a floor. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ def main() -> None:
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "sim_seconds": round(sim_seconds, 1), "train_nus": TRAIN_NUS,
               "test_nus": TEST_NUS}
+    def rel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.linalg.norm((a - b).reshape(*a.shape[:2], -1), axis=2) / \
+            np.linalg.norm(b.reshape(*b.shape[:2], -1), axis=2)
+
+    kept = rel(np.repeat(test[:, :1], test.shape[1] - 1, 1), test[:, 1:])
+    report["persistence"] = {"one_step": float(rel(test[:, :-1], test[:, 1:]).mean()),
+                             "rollout_last": float(kept[:, -1].mean()),
+                             "rollout_mean": float(kept.mean())}
     for name, film in (("film", True), ("unconditioned", False)):
         start = time.perf_counter()
         model = fit_rollout(train, 1, cfg, conditions=nu_train[:, None] if film else None)

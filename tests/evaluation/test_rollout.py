@@ -13,9 +13,9 @@ from choral.evaluation.rollout import (
     correlation_per_step,
     correlation_time,
     crps_per_step,
-    spread_scale,
     relative_l2_per_step,
     rollout_scores,
+    spread_scale,
     spread_skill_per_step,
 )
 

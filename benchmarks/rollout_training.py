@@ -1,7 +1,7 @@
 """Choose the rollout training default (pushforward, input noise) on validation trajectories.
 
     python benchmarks/rollout_training.py [--n-train 48] [--t-train 100] [--n-val 16]
-        [--members 3] [--epochs 20] [--seed 0] [--out FILE]
+        [--members 3] [--epochs 20] [--seed 0] [--variants P:S ...] [--out FILE]
 
 Only the KS training set of ``benchmarks/ks_rollout.py`` is used (seed 0: ``--n-train``
 trajectories of ``--t-train`` states, L = 22, 64 points); its last ``--n-val`` trajectories
@@ -41,13 +41,17 @@ def main() -> None:
     p.add_argument("--members", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", nargs="*", default=None,
+                   help="pushforward:noise pairs to try (default: VARIANTS)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    variants = VARIANTS if args.variants is None else \
+        [tuple(float(v) for v in pair.split(":")) for pair in args.variants]
     _, u = simulate_ks(args.n_train, 0, 64, steps=args.t_train)
     fit, val = u[:-args.n_val], u[-args.n_val:]
     truth = val[:, 1:]
     results = []
-    for pushforward, noise in VARIANTS:
+    for pushforward, noise in variants:
         train = {"members": args.members, "seed": args.seed}
         if args.epochs:
             train["epochs"] = args.epochs

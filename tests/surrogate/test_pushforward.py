@@ -90,3 +90,11 @@ def test_switched_off_equals_the_plain_fit_and_on_rolls_out(trajectories):
     out = rollout(on, trajectories[:, :H], steps=30, noise="sample")
     assert torch.isfinite(out.members).all() and out.members.shape == (2, 5, 30, C)
     assert set(on.records["rollout"]["spread_scale"]) == {"mean", "sample"}
+
+
+@pytest.mark.parametrize("ensemble", ["swa", "prior"])
+def test_other_ensemble_methods_train_on_the_hooked_inputs(trajectories, ensemble):
+    fits = [fit_rollout(trajectories, H, config(pushforward=p).updated(
+        **{"train.ensemble": ensemble, "rollout.validation": 0.0})) for p in (0.0, 1.0)]
+    a, b = (next(iter(f.params.values())) for f in fits)
+    assert a.shape == b.shape and not torch.equal(a, b)

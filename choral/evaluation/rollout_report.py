@@ -28,7 +28,7 @@ from choral.atomic import atomic_write
 from choral.checks import as_float64
 from choral.distributions import Predictive
 from choral.errors import DataError
-from choral.evaluation.report import DPI, _figure, _html
+from choral.evaluation.report import DPI, html_page, new_figure
 from choral.evaluation.rollout import rollout_scores, spread_skill_per_step
 
 __all__ = ["write_rollout_report"]
@@ -72,14 +72,14 @@ def write_rollout_report(out_dir: str | Path, members: Any, predictives: Sequenc
     out.mkdir(parents=True, exist_ok=True)
     for fig, name, _, _ in figures:
         atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
-    page = _html(title, table, model_info, figures)
+    page = html_page(title, table, model_info, figures)
     atomic_write(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
     return out / "index.html"
 
 
 def _curves(scores: dict[str, Any], raw: np.ndarray | None, threshold: float):
     t = np.arange(1, len(scores["relative_l2"]) + 1)
-    fig = _figure(15, 4, left=0.05, right=0.98, bottom=0.13, top=0.9, wspace=0.28)
+    fig = new_figure(15, 4, left=0.05, right=0.98, bottom=0.13, top=0.9, wspace=0.28)
     ax1, ax2, ax3 = fig.subplots(1, 3)
     ax1.plot(t, scores["relative_l2"], "C0", label="rel. L2 of the mean")
     ax1.plot(t, scores["crps"], "C1", label="CRPS")
@@ -108,7 +108,7 @@ def _space_time(members: np.ndarray, truth: np.ndarray):
     """members (s, T, L), truth (T, L) of one trajectory."""
     mean = members.mean(0)
     spread = members.std(0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
-    fig = _figure(16, 4, left=0.04, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    fig = new_figure(16, 4, left=0.04, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
     lo, hi = min(truth.min(), mean.min()), max(truth.max(), mean.max())
     for ax, a, name, cmap, limits in zip(
             fig.subplots(1, 4), (truth, mean, np.abs(truth - mean), spread),

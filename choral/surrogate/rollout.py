@@ -136,12 +136,14 @@ def fit_rollout(trajectories: Any, history: int | None = None, config: Config | 
     first = next(iter(model.params.values()))
     if len(val_rows) and first.shape[0] > 1:
         truth = u[val_rows, h:]
-        record["spread_scale"] = {
+        scales = {
             noise: spread_scale(rollout(model, u[val_rows, :h], truth.shape[1], noise=noise,
                                         seed=cfg.train.seed, spread=False,
                                         conditions=None if p is None else p[val_rows]).members,
                                 truth)
             for noise in (NOISES if model.config.model.head == "gaussian" else ("mean",))}
+        # identical members (no spread) or a perfect mean give no usable factor
+        record["spread_scale"] = {k: a for k, a in scales.items() if 0 < a < float("inf")}
     model.records["rollout"] = record
     return model
 

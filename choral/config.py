@@ -3,7 +3,7 @@
 Configuration lives in TOML files with the tables ``[model]`` (:mod:`choral.networks.config`),
 ``[train]``, ``[weightspace]``, ``[soup]``, ``[posterior]``, ``[finetune]``
 (:mod:`choral.ensembles.config`),
-``[calibration]`` and ``[data]`` (below). An unknown key or a bad value is a
+``[calibration]``, ``[data]`` and ``[rollout]`` (below). An unknown key or a bad value is a
 :class:`~choral.errors.ConfigError` that names the key, the value and what was expected.
 
 Examples:
@@ -35,7 +35,8 @@ from choral.networks.config import FNOConfig, ModelConfig, UNetConfig
 from choral.schema import Strict, read_toml, validate
 
 __all__ = ["CALIBRATIONS", "CalibrationConfig", "Config", "DataConfig", "FNOConfig",
-           "FinetuneConfig", "ModelConfig", "PosteriorConfig", "SoupConfig", "TrainConfig",
+           "FinetuneConfig", "ModelConfig", "PosteriorConfig", "RolloutConfig", "SoupConfig",
+           "TrainConfig",
            "UNetConfig", "WeightSpaceConfig"]
 
 
@@ -52,6 +53,10 @@ class DataConfig(Strict):
     channel_axis: bool = True
     """False for fields stored without a channel axis, (n, *grid): one is inserted at axis 1
     (e.g. the neuraloperator files, x (n, 16, 16))."""
+    history: PositiveInt | None = None
+    """Trajectories: ``Y`` holds trajectories (n, t, c, *grid) and the model maps the last
+    ``history`` states to the next (:mod:`choral.surrogate.rollout`); ``None``: ordinary
+    X -> Y data. A model saved with this key does not load in choral versions before it."""
 
     @field_validator("x", "y", mode="before")
     @classmethod
@@ -99,6 +104,27 @@ class CalibrationConfig(Strict):
         return "cqr" if head == "quantile" else AUTO_DENSITY
 
 
+class RolloutConfig(Strict):
+    """How a one-step model is trained on trajectories and how its rollouts are spread
+    (:func:`choral.surrogate.rollout.fit_rollout`).
+
+    ``pushforward`` and ``input_noise`` change the training inputs
+    (:mod:`choral.surrogate.pushforward`). ``validation`` is the share of trajectories held
+    out whole (at least one when there are two or more): the ensemble is rolled out there and
+    the member spread is scaled by one factor so that the spread-skill ratio is 1 over the first
+    half of their correlation time (:func:`choral.evaluation.rollout.spread_scale`); 0 turns
+    that off and trains on every trajectory.
+    """
+
+    pushforward: float = Field(default=0.5, ge=0, le=1)
+    """Probability that a training row's newest state is the member's own prediction. 0.5
+    was chosen on KS validation trajectories carved from the training set
+    (``benchmarks/rollout_training.py``: correlation time >= 99 steps against 66 without)."""
+    input_noise: float = Field(default=0.0, ge=0)
+    """Standard deviation of Gaussian noise added to the training inputs (standardised units)."""
+    validation: float = Field(default=0.2, ge=0, lt=1)
+
+
 class Config(Strict):
     """Everything needed to rebuild and retrain a surrogate."""
 
@@ -110,6 +136,7 @@ class Config(Strict):
     posterior: PosteriorConfig = Field(default_factory=PosteriorConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:

@@ -32,7 +32,7 @@ from choral.cli.common import (
     streams,
     with_channels,
 )
-from choral.cli.rollout import pairs_for_fit, predict_rollout
+from choral.cli.rollout import predict_rollout, report_rollout, trajectories_for_fit
 from choral.config import CALIBRATIONS, Config
 from choral.data import XARRAY, load_data, save_blocks, save_data
 from choral.errors import DataError
@@ -40,6 +40,7 @@ from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
 from choral.surrogate.cascade import Rules, fit_first_stage
 from choral.surrogate.cascade import cascade as run_cascade
+from choral.surrogate.rollout import fit_rollout
 
 __all__ = ["evaluate", "fit", "predict", "report"]
 
@@ -82,7 +83,17 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         stream: StreamOpt = None, sample_dim: SampleDimOpt = None,
         history: Annotated[int | None, typer.Option(
             min=1, help="Fit one step of trajectories: Y (n, t, c, *grid) becomes pairs of the "
-            "last H states (as channels) -> the next state (see predict --steps).")] = None,
+            "last H states (as channels) -> the next state (see predict --steps); default: "
+            "[data] history.")] = None,
+        pushforward: Annotated[float | None, typer.Option(
+            min=0.0, max=1.0, help="With --history: probability that a training input's newest "
+            "state is the member's own prediction ([rollout] pushforward).")] = None,
+        input_noise: Annotated[float | None, typer.Option(
+            min=0.0, help="With --history: std of Gaussian noise on the training inputs, in "
+            "standardised units ([rollout] input_noise).")] = None,
+        film: Annotated[bool, typer.Option(
+            "--film", help="With --history: the file's X (n, k) holds each trajectory's "
+            "parameters (e.g. viscosities); they condition the U-Net through FiLM.")] = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar or lines.")] = False) -> None:
     """Train a surrogate on a data file and save it as a model directory.
 
@@ -95,16 +106,22 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         "train.address": address, **({"train.cluster": "ray"} if backend == "ray" else
                                      {"train.backend": backend}),
         "calibration.method": calibration, "data.x": x, "data.y": y,
-        "data.sample_dim": sample_dim,
+        "data.sample_dim": sample_dim, "data.history": history,
+        "rollout.pushforward": pushforward, "rollout.input_noise": input_noise,
         "data.channel_axis": False if no_channel_axis else None})
     X, Y = with_channels(load_data(data, x_key=cfg.data.x, y_key=cfg.data.y,
                                    lazy=streams(data, stream),
                                    sample_dim=cfg.data.sample_dim), cfg)
+    history = cfg.data.history
     if history is not None:
-        X, Y = pairs_for_fit(Y, history)
-    if backbone is None and cfg.model.backbone == "mlp" and X.ndim > 2:
+        Y = trajectories_for_fit(Y, history)
+    elif pushforward is not None or input_noise is not None or film:
+        raise DataError("--pushforward, --input-noise and --film train on trajectories: give "
+                        "--history (or [data] history)")
+    fields = (Y.ndim - 1 if history is not None else X.ndim) > 2
+    if backbone is None and cfg.model.backbone == "mlp" and fields:
         backbone = "unet"  # fields need the U-Net; the summary below says which was used
-    cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=X.ndim > 2)
+    cfg = cfg.updated(**{"model.backbone": backbone}).for_data(fields=fields)
     checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
     batch_job = not err.is_terminal and not quiet
     with progress() as bar, ExitStack() as files:
@@ -121,8 +138,13 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         model = Surrogate(cfg)
         if checkpoint.exists() and resume is not False and not quiet:
             err.print(f"found the checkpoint {checkpoint}: resuming if it matches")
-        model.fit(X, Y, on_epoch=on_epoch, checkpoint=checkpoint,
-                  resume={None: "auto", True: "require", False: "never"}[resume])
+        options = {"on_epoch": on_epoch, "checkpoint": checkpoint,
+                   "resume": {None: "auto", True: "require", False: "never"}[resume]}
+        if history is not None:
+            model = fit_rollout(Y, history, cfg, conditions=np.asarray(X) if film else None,
+                                **options)
+        else:
+            model.fit(X, Y, **options)
         bar.update(task, completed=cfg.train.epochs)
     model.save(out_dir)
     networks = next(iter(model.params.values())).shape[0]
@@ -292,12 +314,27 @@ def report(model: ModelOpt, data: DataOpt,
            out_dir: Annotated[Path, typer.Option("--out", help="Report directory.")],
            x: XOpt = None, y: YOpt = None,
            examples: Annotated[int, typer.Option(help="Field samples to show.")] = 4,
-           device: DeviceOpt = None, batch_size: BatchOpt = None) -> None:
+           device: DeviceOpt = None, batch_size: BatchOpt = None,
+           steps: Annotated[int | None, typer.Option(
+               min=1, help="A model fitted with --history: report T-step rollouts from the first "
+               "H states of the data's trajectories Y (which need H + T states).")] = None,
+           noise: Annotated[str, typer.Option(
+               help="With --steps: feed back member means (mean) or draws (sample).")] = "mean",
+           seed: Annotated[int, typer.Option(help="Seed of the draws of --noise sample.")] = 0
+           ) -> None:
     """Write an HTML report (index.html and PNGs): examples, calibration, errors, scores; for a
-    calibrated model, the reliability diagram and calibration scores before and after it."""
+    calibrated model, the reliability diagram and calibration scores before and after it.
+    With ``--steps``: per-step rel. L2, CRPS, correlation and spread-skill curves of rollouts."""
     from choral.evaluation.report import write_report  # matplotlib is slow to import: only here
 
     surrogate = Surrogate.load(model, device)
+    if steps is not None:
+        info = {"model": str(model), "data": str(data),
+                "backbone": surrogate.config.model.backbone,
+                "members": surrogate.config.train.members}
+        index = report_rollout(surrogate, data, y, steps, out_dir, noise, seed, info)
+        err.print(f"wrote report to {index}")
+        return
     X, Y = load_xy(surrogate, data, x, y, require_y=True)
     raw = surrogate.predict(X, calibrated=False, batch_size=batch_size)  # serves both
     pred = surrogate.apply_calibration(raw)

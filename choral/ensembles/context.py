@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from choral.ensembles.checkpoint import Checkpoint
 from choral.ensembles.config import PosteriorConfig, SoupConfig, TrainConfig, WeightSpaceConfig
-from choral.ensembles.training import EpochCallback, History, Loss
+from choral.ensembles.training import EpochCallback, History, InputHook, Loss
 from choral.networks.members import Forward
 
 __all__ = ["Result", "TrainContext"]
@@ -40,6 +40,8 @@ class TrainContext:
     nll: Loss | None = None
     """The head's NLL in value and gradient alike (a curvature's loss; ``loss`` may train on
     another gradient, e.g. the beta-NLL's); ``None``: ``loss`` is it."""
+    inputs: InputHook | None = None
+    """Changes the training mini-batches' inputs (pass it on to each ``train_members`` call)."""
 
 
 @dataclass

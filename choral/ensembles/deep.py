@@ -18,5 +18,6 @@ def deep(ctx: TrainContext) -> Result:
     """The deep ensemble: members trained independently, each keeping its best epoch."""
     params, history = train_members(ctx.forward, ctx.init_params, ctx.X, ctx.Y, ctx.X_val,
                                     ctx.Y_val, ctx.train, ctx.batch_seeds, ctx.loss, ctx.on_epoch,
-                                    checkpoint=ctx.checkpoint)
+                                    checkpoint=ctx.checkpoint,
+                                    inputs=ctx.inputs)
     return Result(params, history)

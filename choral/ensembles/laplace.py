@@ -189,7 +189,8 @@ def laplace(ctx: TrainContext) -> Result:
                           "rows read from a file")
     params, history = train_members(ctx.forward, ctx.init_params, ctx.X, ctx.Y, ctx.X_val,
                                     ctx.Y_val, ctx.train, ctx.batch_seeds, ctx.loss, ctx.on_epoch,
-                                    checkpoint=ctx.checkpoint)
+                                    checkpoint=ctx.checkpoint,
+                                    inputs=ctx.inputs)
     post = LastLayerPosterior.fit(ctx.forward, params, ctx.X, ctx.Y, ctx.nll or ctx.loss,
                                   ctx.posterior.precision_grid)
     gen = torch.Generator().manual_seed(ctx.train.seed)

@@ -45,5 +45,6 @@ def prior(ctx: TrainContext) -> Result:
 
     params, history = train_members(forward, trainable, ctx.X, ctx.Y, ctx.X_val, ctx.Y_val,
                                     ctx.train, ctx.batch_seeds, ctx.loss, ctx.on_epoch,
-                                    checkpoint=ctx.checkpoint)
+                                    checkpoint=ctx.checkpoint,
+                                    inputs=ctx.inputs)
     return Result({**params, **{k: v.detach().clone() for k, v in frozen.items()}}, history)

@@ -110,13 +110,15 @@ def ingredients(ctx: TrainContext) -> tuple[Params, History, History]:
     start, h0 = train_members(ctx.forward, {k: v[:1] for k, v in ctx.init_params.items()},
                               ctx.X, ctx.Y, ctx.X_val, ctx.Y_val,
                               cfg.model_copy(update={"epochs": first}), ctx.batch_seeds[:1],
-                              ctx.loss, ctx.on_epoch, checkpoint=ctx.checkpoint)
+                              ctx.loss, ctx.on_epoch, checkpoint=ctx.checkpoint,
+                              inputs=ctx.inputs)
     c = _factors(ctx, s)
     phi = {k: v.expand(s, *v.shape[1:]) / _per_member(c, v) for k, v in start.items()}
     on_epoch = ctx.on_epoch and (lambda e, *rest: ctx.on_epoch(first + e, *rest))
     phi, h1 = train_members(_scaled(ctx.forward, c), phi, ctx.X, ctx.Y, ctx.X_val, ctx.Y_val,
                             cfg.model_copy(update={"epochs": max(1, cfg.epochs - first)}),
-                            ctx.batch_seeds, ctx.loss, on_epoch, checkpoint=ctx.checkpoint)
+                            ctx.batch_seeds, ctx.loss, on_epoch, checkpoint=ctx.checkpoint,
+                            inputs=ctx.inputs)
     return _times(phi, c), h0, h1
 
 

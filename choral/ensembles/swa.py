@@ -111,12 +111,13 @@ def collecting_run(ctx: TrainContext, members: int, lr_factor: LrFactor,
     before = 0
     if ctx.weightspace.pretrain:
         init, pre = train_members(ctx.forward, init, *data, ctx.train, seeds, ctx.loss,
-                                  ctx.on_epoch, checkpoint=ctx.checkpoint)
+                                  ctx.on_epoch, checkpoint=ctx.checkpoint,
+                                  inputs=ctx.inputs)
         before = pre.epochs_run
     last, history = train_members(ctx.forward, init, *data, cfg, seeds, ctx.loss, ctx.on_epoch,
                                   lr_factor=lr_factor, after_epoch=_Collect(collect, into),
                                   early_stopping=False, checkpoint=ctx.checkpoint,
-                                  optimizer=optimizer)
+                                  optimizer=optimizer, inputs=ctx.inputs)
     history.epochs_run += before
     return last, history
 

@@ -41,6 +41,11 @@ Loss = Callable[[Tensor, Tensor], Tensor]
 Optimizer = Callable[[list[Tensor]], torch.optim.Optimizer]
 """Builds the optimiser over the stacked weight tensors (s, ...)."""
 
+InputHook = Callable[[Forward, dict[str, Tensor], Tensor, Tensor], Tensor]
+"""What a mini-batch trains on: (forward, weights (s, ...), inputs ``X[idx]`` (s, b, ...), row
+indices ``idx`` (s, b)) -> inputs (s, b, ...), e.g. with noise added or a state replaced by the
+members' own prediction (:mod:`choral.surrogate.pushforward`)."""
+
 LrFactor = Callable[[float], float]
 """Learning-rate multiplier as a function of the fractional epoch ``t`` = epoch + batch/batches."""
 
@@ -140,7 +145,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
                   after_epoch: Callable[[int, dict[str, Tensor]], None] | None = None,
                   early_stopping: bool = True,
                   checkpoint: Checkpoint | None = None,
-                  optimizer: Optimizer | None = None) -> tuple[dict[str, Tensor], History]:
+                  optimizer: Optimizer | None = None,
+                  inputs: InputHook | None = None) -> tuple[dict[str, Tensor], History]:
     """Fit stacked ``params`` (s, ...) to ``X`` (n, ...), ``Y`` (n, m, ...); return the best.
 
     ``X``, ``Y`` (and the validation rows) are tensors on the weights' device, or lazy rows
@@ -155,7 +161,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
     With a ``checkpoint`` (:class:`~choral.ensembles.checkpoint.Checkpoint`) the state is saved
     as it says and a saved state of this stage is resumed. ``optimizer(params)`` builds the
     optimiser over the stacked tensors (default AdamW with ``cfg.lr``, ``cfg.weight_decay``);
-    its ``state_dict`` is checkpointed.
+    its ``state_dict`` is checkpointed. ``inputs`` (an :data:`InputHook`)
+    changes each training mini-batch's inputs (never the validation rows').
     """
     stage = checkpoint.stage() if checkpoint else None
     if checkpoint and (done := checkpoint.result(stage)) is not None:
@@ -190,7 +197,8 @@ def train_members(forward: Forward, params: dict[str, Tensor], X: Any, Y: Any,
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * lr_factor(epoch + b / batches)
             idx = run.order[:, b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            losses = loss(forward(params, X[idx]), Y[idx])
+            x = X[idx] if inputs is None else inputs(forward, params, X[idx], idx)
+            losses = loss(forward(params, x), Y[idx])
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             if cfg.grad_clip is not None:

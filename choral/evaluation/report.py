@@ -34,7 +34,7 @@ from choral.distributions import Predictive
 from choral.errors import DataError
 from choral.evaluation.metrics import check_targets, coverage, pit_calibration_error
 
-__all__ = ["LEVELS", "reliability", "write_report"]
+__all__ = ["LEVELS", "html_page", "new_figure", "reliability", "write_report"]
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DPI = 100
@@ -100,7 +100,7 @@ def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: Predictive,
         atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
     for stale in set(out.glob("example_*.png")) - {out / f[1] for f in figures}:
         stale.unlink()
-    page = _html(title, scores, model_info, figures, calibration)
+    page = html_page(title, scores, model_info, figures, calibration)
     atomic_write(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
     return out / "index.html"
 
@@ -118,7 +118,7 @@ def _pick(rng: np.random.Generator, size: int, k: int) -> torch.Tensor:
     return torch.as_tensor(np.sort(rng.choice(size, min(size, k), replace=False)))
 
 
-def _figure(width: float, height: float, **margins: float) -> Figure:
+def new_figure(width: float, height: float, **margins: float) -> Figure:
     """Fixed margins (fractions of the figure): a layout engine would double the drawing time."""
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)  # attaches itself as fig.canvas: rendering never touches pyplot
@@ -134,7 +134,7 @@ def _image(fig: Figure, ax: Any, a: np.ndarray, cmap: str, vmin=None, vmax=None)
 def _example(i: int, x: np.ndarray, y: torch.Tensor, p: Predictive):
     target, mean, std = (as_numpy(t) for t in (y[0], p.mean[0, 0], p.stddev[0, 0]))
     err, first, two_d = np.abs(target - mean), x[0] if x.ndim >= 2 else x, target.ndim == 2
-    fig = _figure(17 if two_d else 14, 3.1 if two_d else 3.4, left=0.02 if two_d else 0.04,
+    fig = new_figure(17 if two_d else 14, 3.1 if two_d else 3.4, left=0.02 if two_d else 0.04,
                   right=0.98, bottom=0.08 if two_d else 0.1, top=0.9, wspace=0.3 if two_d else 0.22)
     axes = fig.subplots(1, 5 if two_d else 4)
     if first.ndim == 2:
@@ -171,7 +171,7 @@ def _parity(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
     sub = p.select(idx := _pick(rng, y.shape[0], MAX_PARITY))
     lower, upper = (as_numpy(t) for t in sub.interval(0.9))
     mean, target, k = as_numpy(sub.mean), as_numpy(y[idx]), min(y.shape[1], 4)
-    fig = _figure(4 * k, 4, left=0.16 / k, right=1 - 0.03 / k, bottom=0.12, wspace=0.35)
+    fig = new_figure(4 * k, 4, left=0.16 / k, right=1 - 0.03 / k, bottom=0.12, wspace=0.35)
     for j, ax in enumerate(np.atleast_1d(fig.subplots(1, k))):
         yerr = np.stack([mean[:, j] - lower[:, j], upper[:, j] - mean[:, j]])
         ax.errorbar(target[:, j], mean[:, j], yerr=yerr, fmt="o", ms=3, alpha=0.5, lw=0.7)
@@ -200,7 +200,7 @@ def _pit(y: torch.Tensor, p: Predictive, rng: np.random.Generator,
     curves = [_reliability_on(y, q, idx, flat) for q in preds]
     pits = [q.cdf(y) for q in preds]
     hists = [as_numpy(u).ravel() for u in pits]
-    fig = _figure(9, 4, left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
+    fig = new_figure(9, 4, left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
     ax1, ax2 = fig.subplots(1, 2)
     ax2.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
     if before is None:
@@ -240,7 +240,7 @@ def _error_vs_std(y: torch.Tensor, p: Predictive, rng: np.random.Generator):
     bins = np.array_split(np.argsort(std), min(12, std.size))  # equal-count std quantile bins
     centres, binned = [np.median(std[b]) for b in bins], [err[b].mean() for b in bins]
     pick = _pick(rng, err.size, MAX_SCATTER).numpy()
-    fig = _figure(5.5, 4.5, left=0.15, right=0.96, bottom=0.12, top=0.92)
+    fig = new_figure(5.5, 4.5, left=0.15, right=0.96, bottom=0.12, top=0.92)
     ax = fig.subplots()
     ax.scatter(std[pick], err[pick], s=4, alpha=0.2, label="target values", rasterized=True)
     ax.plot(centres, binned, "o-", color="C3", label="mean |error| per std bin")
@@ -281,7 +281,7 @@ def _calibration_table(rows: dict[str, tuple[float, float]]) -> str:
             f"reliability diagram's levels.</p>\n<table>{head}{body}</table>\n")
 
 
-def _html(title: str, scores: dict, model_info: dict | None, figures: list,
+def html_page(title: str, scores: dict, model_info: dict | None, figures: list,
           calibration: dict[str, tuple[float, float]] | None = None) -> str:
     title = html.escape(title)
     parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}'

@@ -12,7 +12,10 @@ is ``(c, *grid)`` or ``(m,)``; one :class:`~choral.distributions.Predictive` (n,
   "Why should ensemble spread match the RMSE of the ensemble mean?"), spread the root of the
   mean unbiased member variance ``sum_k (x_k - mean)^2 / (s - 1)``, rmse that of the member
   mean; 1 in expectation for members exchangeable with the truth, < 1 under-dispersed;
-- :func:`crps_per_step`: the mixture CRPS of each step's predictive, averaged over its values.
+- :func:`crps_per_step`: the mixture CRPS of each step's predictive, averaged over its values;
+- :func:`spread_scale`: the factor by which the members' deviations from their mean are scaled
+  so that the spread-skill ratio's geometric mean over the first half of the correlation time
+  is 1 (fitted on held-out trajectories, :func:`choral.surrogate.rollout.fit_rollout`).
 
 Examples:
     >>> y = torch.tensor([[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]])  # n=1, T=2, 3 values
@@ -35,7 +38,7 @@ from choral.errors import DataError
 from choral.evaluation.metrics import crps
 
 __all__ = ["correlation_per_step", "correlation_time", "crps_per_step", "relative_l2_per_step",
-           "rollout_scores", "spread_skill_per_step"]
+           "rollout_scores", "spread_scale", "spread_skill_per_step"]
 
 
 def _pair(pred: Any, y: Any, name: str = "mean") -> tuple[Tensor, Tensor]:
@@ -79,6 +82,24 @@ def spread_skill_per_step(members: Any, y: Any) -> Tensor:
     spread = x.flatten(3).var(0, correction=1).mean((0, 2)).sqrt()
     rmse = ((mean - y) ** 2).mean((0, 2)).sqrt()
     return ((s + 1) / s) ** 0.5 * spread / rmse
+
+
+def spread_scale(members: Any, y: Any, threshold: float = 0.8) -> float:
+    """The factor ``a`` that makes ``mean + a (members - mean)`` have a spread-skill ratio whose
+    geometric mean over the first ``max(1, tau // 2)`` steps is 1, ``tau`` the correlation time
+    of the member mean with ``y`` (n, T, ...); ``members`` (s, n, T, ...).
+
+    Scaling the deviations scales the spread and leaves the mean, so the ratio of each step
+    scales by ``a``: ``a`` is one over the geometric mean of the unscaled ratios.
+
+    >>> y = torch.zeros(4, 3, 2); x = torch.stack([y + 1, y - 1, y + 3, y - 3])
+    >>> round(spread_scale(x, y + 0.5), 6)  # spread sqrt(20/3), rmse 0.5, s = 4
+    0.173205
+    """
+    mean = as_float64(members, "members").mean(0)
+    steps = max(1, correlation_time(mean, y, threshold) // 2)
+    ratio = spread_skill_per_step(members, y)[:steps]
+    return float(torch.exp(-ratio.log().mean()))
 
 
 def crps_per_step(predictives: Sequence[Predictive], y: Any) -> Tensor:

@@ -28,6 +28,10 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
     on vectors (n, d), (n, channels * c_out, *grid) for the U-Net or FNO on fields
     (n, c_in, *grid).
     """
+    if cfg.conditions and cfg.backbone != "unet":
+        raise ConfigError(f"model.conditions (FiLM conditioning) needs backbone = 'unet'; got "
+                          f"{cfg.backbone!r} (an MLP takes parameters as ordinary inputs; FiLM "
+                          f"inside neuraloperator's FNO is not supported)")
     if cfg.backbone == "mlp":
         if len(x_shape) != 1 or len(y_shape) != 1:
             raise DataError(f"the mlp backbone maps vectors X (n, d) to Y (n, m); got one sample "
@@ -47,7 +51,7 @@ def build_backbone(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[in
     return UNet(x_shape[0], channels * y_shape[0], dim=len(x_shape) - 1, depth=u.depth,
                 width=u.width, multipliers=u.multipliers, norm=u.norm, activation=cfg.activation,
                 padding_mode=u.padding_mode, kernel_size=u.kernel_size,
-                downsample=u.downsample, upsample=u.upsample)
+                downsample=u.downsample, upsample=u.upsample, conditions=cfg.conditions)
 
 
 def build_member(cfg: ModelConfig, x_shape: tuple[int, ...], y_shape: tuple[int, ...],

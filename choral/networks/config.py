@@ -65,6 +65,10 @@ class ModelConfig(Strict):
     activation: Literal[tuple(ACTIVATIONS)] = "relu"
     unet: UNetConfig = Field(default_factory=UNetConfig)
     fno: FNOConfig = Field(default_factory=FNOConfig)
+    conditions: int = Field(default=0, ge=0)
+    """FiLM conditioning (``unet`` only): the last ``conditions`` input channels hold a vector
+    of parameters (e.g. a PDE's viscosity) broadcast over the grid, which scales and shifts
+    every U-Net level (:class:`~choral.networks.unet.UNet`); 0: none."""
     variance_floor: PositiveFloat = 1e-6
     """Smallest predicted variance, in standardised units."""
     head: Literal[tuple(HEADS)] = "gaussian"

@@ -13,12 +13,24 @@ Examples:
     >>> template, params = init_members(lambda: UNet(2, 4, dim=1, depth=2, width=8), seeds=[1, 2])
     >>> template.forward_stacked(params, torch.zeros(2, 5, 2, 33)).shape
     torch.Size([2, 5, 4, 33])
+
+FiLM conditioning (Perez et al. 2018, "FiLM: visual reasoning with a general conditioning
+layer"): with ``conditions = k`` the last k input channels hold a conditioning vector (e.g. PDE
+parameters such as a viscosity) broadcast over the grid; the network takes their grid mean,
+maps it through a small MLP to one scale and shift per channel of every level and applies
+``h * (1 + gamma) + beta`` after each level. The MLP's last layer starts at zero, so an
+untrained FiLM is the identity and the network equals the unconditioned one on the field
+channels.
+
+    >>> net = UNet(c_in=1 + 2, c_out=1, dim=1, depth=2, width=8, conditions=2)
+    >>> net(torch.zeros(4, 3, 32)).shape
+    torch.Size([4, 1, 32])
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -68,7 +80,8 @@ class UNet(nn.Module):
     def __init__(self, c_in: int, c_out: int, dim: int = 2, depth: int = 3, width: int = 32,
                  multipliers: Sequence[int] | None = None, norm: str = "group",
                  activation: str = "gelu", padding_mode: str = "zeros", kernel_size: int = 3,
-                 downsample: str = "conv", upsample: str = "nearest") -> None:
+                 downsample: str = "conv", upsample: str = "nearest", conditions: int = 0,
+                 film_hidden: int = 32) -> None:
         super().__init__()
         _choice("dim", dim, (1, 2))
         _choice("norm", norm, NORMS)
@@ -81,6 +94,10 @@ class UNet(nn.Module):
                 raise ConfigError(f"UNet {name} must be a positive integer; got {value!r}")
         if depth < 0:
             raise ConfigError(f"UNet depth must be >= 0; got {depth!r}")
+        if not 0 <= conditions < c_in or film_hidden < 1:
+            raise ConfigError(f"UNet conditions must be in [0, c_in - 1] (the last channels of "
+                              f"c_in = {c_in}, at least one field channel before them) and "
+                              f"film_hidden >= 1; got {conditions!r} and {film_hidden!r}")
         _choice("kernel_size", kernel_size, KERNEL_SIZES)
         multipliers = [2**i for i in range(depth + 1)] if multipliers is None else list(multipliers)
         if len(multipliers) != depth + 1 or min(multipliers) < 1:
@@ -89,7 +106,16 @@ class UNet(nn.Module):
         self.c_in, self.c_out, self.dim, self.depth = c_in, c_out, dim, depth
         self.norm, self.activation, self.padding_mode = norm, activation, padding_mode
         self.kernel_size, self.multipliers = kernel_size, multipliers
+        self.conditions = conditions
+        c_in = c_in - conditions  # the field channels
         ch = [width * m for m in multipliers]
+        self.film_channels = [*ch[:depth], ch[depth], *reversed(ch[:depth])]
+        """Channels of the levels FiLM modulates, in order: encoder, bottleneck, decoder."""
+        if conditions:
+            self.film = nn.Sequential(nn.Linear(conditions, film_hidden), nn.SiLU(),
+                                      nn.Linear(film_hidden, 2 * sum(self.film_channels)))
+            nn.init.zeros_(self.film[2].weight)
+            nn.init.zeros_(self.film[2].bias)
         conv = CONVS[dim - 1]
         self.encoder = nn.ModuleList(self._level(c_in if i == 0 else ch[i - 1], ch[i])
                                      for i in range(depth))
@@ -150,16 +176,47 @@ class UNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x`` (n, c_in, *grid) -> (n, c_out, *grid)."""
         self._check(x.shape, "x")
+        x, cond = self._split(x)
+        film = iter(self._modulations(self.film(cond)[None]) if self.conditions else ())
         h, crop = self._pad(x)
         skips = []
         for level, down in zip(self.encoder, self.down, strict=True):
-            h = level(h)
+            h = _modulated(level(h), film)
             skips.append(h)
             h = down(h)
-        h = self.bottom(h)
+        h = _modulated(self.bottom(h), film)
         for up, level, skip in zip(self.up, self.decoder, reversed(skips), strict=True):
-            h = level(torch.cat([up(h), skip], dim=1))
+            h = _modulated(level(torch.cat([up(h), skip], dim=1)), film)
         return self.head(h)[tuple(crop)]
+
+    # -- FiLM -----------------------------------------------------------------------------------
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The field channels of ``x`` (..., c_in, *grid) and the grid mean of its last
+        ``conditions`` channels (..., k) (``None`` without FiLM)."""
+        if not self.conditions:
+            return x, None
+        axis = -1 - self.dim
+        field, cond = x.split([x.shape[axis] - self.conditions, self.conditions], dim=axis)
+        return field, cond.mean(tuple(range(-self.dim, 0)))
+
+    def _modulations(self, film: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per level (scale, shift), each (n, s c, 1, ...) in the folded member layout, from
+        the FiLM outputs ``film`` (s, n, 2 sum(film_channels))."""
+        s, n = film.shape[:2]
+        out, start = [], 0
+        for c in self.film_channels:
+            gamma, beta = (film[:, :, start + i * c:start + (i + 1) * c] for i in (0, 1))
+            start += 2 * c
+            out.append(tuple(t.transpose(0, 1).reshape(n, s * c, *[1] * self.dim)
+                             for t in (gamma, beta)))
+        return out
+
+    def _film_stacked(self, params: dict[str, Tensor], cond: Tensor) -> Tensor:
+        """The FiLM MLP of every member: ``cond`` (s, n, k) -> (s, n, 2 sum(film_channels))."""
+        z = torch.einsum("snk,shk->snh", cond, params["film.0.weight"])
+        z = functional.silu(z + params["film.0.bias"][:, None])
+        return torch.einsum("snh,soh->sno", z, params["film.2.weight"]) \
+            + params["film.2.bias"][:, None]
 
     # -- all members at once --------------------------------------------------------------------
     def forward_stacked(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
@@ -178,17 +235,21 @@ class UNet(nn.Module):
                             f"s = {members} members; got {tuple(x.shape)}")
         self._check(x.shape[1:], "each member's x")
         s, n = x.shape[:2]
-        h, crop = self._pad(x.transpose(0, 1).reshape(n, s * self.c_in, *x.shape[3:]))
+        x, cond = self._split(x)
+        film = iter(self._modulations(self._film_stacked(params, cond)) if self.conditions
+                    else ())
+        h, crop = self._pad(x.transpose(0, 1).reshape(n, s * x.shape[2], *x.shape[3:]))
         skips = []
         for i in range(self.depth):
-            h = self._stacked(self.encoder[i], f"encoder.{i}", params, h, s)
+            h = _modulated(self._stacked(self.encoder[i], f"encoder.{i}", params, h, s), film)
             skips.append(h)
             h = self._stacked(self.down[i], f"down.{i}", params, h, s)
-        h = self._stacked(self.bottom, "bottom", params, h, s)
+        h = _modulated(self._stacked(self.bottom, "bottom", params, h, s), film)
         for i, skip in enumerate(reversed(skips)):
             up = self._stacked(self.up[i], f"up.{i}", params, h, s)
             both = torch.cat([up.unflatten(1, (s, -1)), skip.unflatten(1, (s, -1))], dim=2)
-            h = self._stacked(self.decoder[i], f"decoder.{i}", params, both.flatten(1, 2), s)
+            h = _modulated(self._stacked(self.decoder[i], f"decoder.{i}", params,
+                                         both.flatten(1, 2), s), film)
         out = self._stacked(self.head, "head", params, h, s)[tuple(crop)]
         return out.unflatten(1, (s, self.c_out)).transpose(0, 1)
 
@@ -217,3 +278,9 @@ class UNet(nn.Module):
         if w is not None or b is not None:
             raise TypeError(f"forward_stacked cannot apply {type(module).__name__} ({name})")
         return module(h)  # parameter-free and per channel: activation, pooling, upsampling
+
+
+def _modulated(h: Tensor, film: Iterator[tuple[Tensor, Tensor]]) -> Tensor:
+    """``h * (1 + gamma) + beta`` with the next level's FiLM (``h`` itself without FiLM)."""
+    gamma_beta = next(film, None)
+    return h if gamma_beta is None else h * (1 + gamma_beta[0]) + gamma_beta[1]

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from choral.ensembles import TrainContext
 from choral.ensembles import fit as fit_ensemble
 from choral.ensembles.checkpoint import Checkpoint, Resume
 from choral.ensembles.merging.tall import select_regime
-from choral.ensembles.training import EpochCallback, History, train_members
+from choral.ensembles.training import EpochCallback, History, InputHook, train_members
 from choral.errors import ConfigError, DataError, ModelFileError
 from choral.evaluation.calibration import (
     Calibrator,
@@ -67,6 +68,9 @@ from choral.surrogate.streaming import features as streamed_features
 from choral.surrogate.transfer import check_grid, resample_calibrator, warn_grid
 
 __all__ = ["Surrogate", "member_seeds", "split_indices", "warm_members"]
+
+InputsFactory = Callable[["Surrogate", Tensor, Tensor], InputHook]
+"""``fit``'s ``inputs``: (the surrogate, standardised inputs (n, ...), training rows) -> hook."""
 
 FORMAT = {"format": "choral-surrogate", "version": 1}
 MIN_CALIBRATION = 10
@@ -110,7 +114,8 @@ class Surrogate:
     # -- training ------------------------------------------------------------------------------
     def fit(self, X: Any, Y: Any, on_epoch: EpochCallback | None = None, *,
             checkpoint: str | Path | None = None, resume: Resume = "auto",
-            warm_start: Surrogate | None = None) -> Surrogate:
+            warm_start: Surrogate | None = None,
+            inputs: InputsFactory | None = None) -> Surrogate:
         """Train on vectors ``X`` (n, d), ``Y`` (n, m) (or (n,)) with the MLP backbone, or on
         fields ``X`` (n, c_in, *grid), ``Y`` (n, c_out, *grid) with the U-Net, then calibrate
         on the rows held out for it (``calibration``); returns ``self``.
@@ -125,6 +130,12 @@ class Surrogate:
         ``warm_start``, a fitted surrogate of the same network, makes training continue from
         its members (:func:`warm_members`) in its standardised units (its standardisers are
         kept, so its weights mean the same), instead of from a fresh initialisation.
+
+        ``inputs(self, Xs, train_rows)``, given the standardised inputs ``Xs`` (n, ...) and the
+        indices of the training rows in them, returns an
+        :data:`~choral.ensembles.training.InputHook` that changes the training mini-batches
+        (noise injection, pushforward: :mod:`choral.surrogate.pushforward`); in-memory data
+        only, not with ``train.cluster = "ray"``.
         """
         cfg = self.config
         self.device = resolve_device(cfg.train.device)
@@ -144,9 +155,16 @@ class Surrogate:
                 v.detach().cpu().numpy().tobytes() for v in init_params.values())).hexdigest()
         ckpt = None if checkpoint is None else self._checkpoint(checkpoint, len(X), resume)
         self.resumed = ckpt is not None and ckpt.resumed
+        hook = None
+        if inputs is not None:
+            if is_lazy(X) or cfg.train.cluster == "ray":
+                raise ConfigError("inputs (noise injection, pushforward) needs in-memory data "
+                                  "and train.cluster = 'local'")
+            hook = inputs(self, Xs, train_idx)
         start = time.perf_counter()
         params, history = self._train(init_params, rows_of(Xs, train_idx),
-                                      rows_of(Ys, train_idx), *val, batch_seeds, on_epoch, ckpt)
+                                      rows_of(Ys, train_idx), *val, batch_seeds, on_epoch, ckpt,
+                                      hook)
         self.params = own_storage(params)
         self.metrics = {"train_seconds": time.perf_counter() - start, "n_train": len(train_idx),
                         "n_val": len(val_idx), "n_calibration": len(cal_idx),
@@ -292,7 +310,8 @@ class Surrogate:
         self.forward = member_forward(self.template, self.backend)
         return {k: v.to(self.device) for k, v in init_params.items()}
 
-    def _train(self, init_params, X, Y, X_val, Y_val, batch_seeds, on_epoch, checkpoint):
+    def _train(self, init_params, X, Y, X_val, Y_val, batch_seeds, on_epoch, checkpoint,
+               inputs=None):
         cfg = self.config
         if cfg.train.cluster == "ray":
             return self._train_shards(init_params, (X, Y, X_val, Y_val), batch_seeds, checkpoint)
@@ -300,7 +319,7 @@ class Surrogate:
             ctx = TrainContext(self.forward, init_params, X, Y, X_val, Y_val, cfg.train,
                                batch_seeds, self.head.loss, on_epoch, self.template,
                                cfg.weightspace, cfg.soup, checkpoint, cfg.posterior,
-                               self.head.nll)
+                               self.head.nll, inputs)
             result = fit_ensemble(cfg.train.ensemble, ctx)
             self.records = dict(result.records)
             return result.params, result.history
@@ -309,7 +328,8 @@ class Surrogate:
         for i in range(len(batch_seeds)):  # the fallback: one member after another
             sub = {k: v[i:i + 1] for k, v in init_params.items()}
             best, h = train_members(self.forward, sub, *args, batch_seeds[i:i + 1],
-                                    self.head.loss, on_epoch, checkpoint=checkpoint)
+                                    self.head.loss, on_epoch, checkpoint=checkpoint,
+                                    inputs=inputs)
             parts.append(best)
             history.epochs_run = max(history.epochs_run, h.epochs_run)
             for key in ("best_epoch", "best_val_nll", "train_nll"):

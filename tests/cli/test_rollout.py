@@ -45,3 +45,37 @@ def test_fit_history_and_predict_steps(tmp_path):
     failed = runner.invoke(app, ["predict", "--model", str(model), "--data", str(short),
                                  "--steps", "2", "--out", str(out)])
     assert isinstance(failed.exception, DataError) and "t >= h = 2" in str(failed.exception)
+
+
+def test_burgers_family_film_and_config_history(tmp_path):
+    data, model, out = tmp_path / "b.npz", tmp_path / "m", tmp_path / "p.npz"
+    invoke("simulate", "burgers", "--n", "6", "--resolution", "32", "--fine", "256", "--steps",
+           "6", "--nu", "0.1,0.02", "--out", data)
+    X, Y = np.load(data)["X"], np.load(data)["Y"]
+    assert X[:, 0].tolist() == [0.1, 0.02] * 3 and Y.shape == (6, 6, 1, 32)
+    config = tmp_path / "c.toml"
+    config.write_text("[data]\nhistory = 2\n[model.unet]\ndepth = 1\nwidth = 4\n")
+    invoke("fit", "--data", data, "--config", config, "--film", "--pushforward", "0.5",
+           "--out", model, "--members", "2", "--epochs", "1", "--seed", "0")
+    loaded = Surrogate.load(model)
+    assert loaded.config.data.history == 2 and loaded.config.model.conditions == 1
+    assert loaded.config.rollout.pushforward == 0.5 and loaded.x_shape == (3, 32)
+    assert "spread_scale" in loaded.records["rollout"]  # fitted on a held-out trajectory
+    invoke("predict", "--model", model, "--data", data, "--steps", "3", "--out", out)
+    expected = rollout(loaded, Y[:, :2], 3, conditions=X)
+    np.testing.assert_allclose(np.load(out)["members"], expected.members.movedim(0, 1).numpy())
+    report = tmp_path / "report"
+    invoke("report", "--model", model, "--data", data, "--steps", "4", "--out", report)
+    page = (report / "index.html").read_text()
+    shown = rollout(loaded, Y[:, :2], 4, conditions=X)
+    tau = rollout_scores(shown.members, shown.predictives, Y[:, 2:6])["correlation_time"]
+    assert f'<th>correlation_time</th><td class="num">{tau}</td>' in page
+    assert "spread_skill_first_half_raw" in page  # the model has a spread calibration
+    assert {p.name for p in report.iterdir()} == {"index.html", "rollout_scores.png",
+                                                  "rollout_example.png"}
+    failed = runner.invoke(app, ["report", "--model", str(model), "--data", str(data),
+                                 "--steps", "5", "--out", str(report)])
+    assert isinstance(failed.exception, DataError) and "h + T = 7" in str(failed.exception)
+    failed = runner.invoke(app, ["simulate", "ks", "--nu", "0.1", "--steps", "3", "--out",
+                                 str(data)])
+    assert isinstance(failed.exception, DataError) and "--nu" in str(failed.exception)

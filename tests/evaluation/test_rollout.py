@@ -15,6 +15,7 @@ from choral.evaluation.rollout import (
     crps_per_step,
     relative_l2_per_step,
     rollout_scores,
+    spread_scale,
     spread_skill_per_step,
 )
 
@@ -49,6 +50,24 @@ def test_spread_skill_is_one_for_exchangeable_members_and_closed_form_otherwise(
     # members N(0, 1/4), truth N(0, 1): sqrt(4/3) * 0.5 / sqrt(1 + 1/12)
     ratio = spread_skill_per_step(0.5 * members, y)
     assert torch.all((ratio - math.sqrt(4 / 3) * 0.5 / math.sqrt(13 / 12)).abs() < 0.01)
+
+
+def test_spread_scale_makes_the_first_half_ratio_one():
+    g = torch.Generator().manual_seed(4)
+    s, n, T = 4, 500, 8
+    y = torch.randn(n, T, 6, generator=g, dtype=torch.float64)
+    noise = torch.randn(s, n, T, 6, generator=g, dtype=torch.float64)
+    members = y + 0.3 * noise  # member mean correlates with y at 0.99 ...
+    members[:, :, 4:] = noise[:, :, 4:]  # ... until step 4: correlation time 4, window 2
+    assert correlation_time(members.mean(0), y) == 4
+    a = spread_scale(members, y)
+    mean = members.mean(0)
+    ratio = spread_skill_per_step(mean + a * (members - mean), y)
+    assert float(ratio[:2].log().mean().exp()) == pytest.approx(1.0, abs=1e-12)
+    # members whose errors are independent of the truth: spread sqrt(s) x the mean's error
+    assert 1 / a == pytest.approx(math.sqrt((s + 1) / s) * math.sqrt(s), rel=0.05)
+    members[:, :, 2:4] *= 3.0  # steps after the window do not count
+    assert spread_scale(members, y) == pytest.approx(a, rel=1e-12)
 
 
 def test_crps_per_step_matches_the_gaussian_closed_form():

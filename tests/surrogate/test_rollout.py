@@ -95,7 +95,11 @@ def test_fno_members_are_coherent_trajectories():
         "model": {"backbone": "fno", "fno": {"modes": 4, "width": 8, "layers": 2}},
         "train": {"members": 2, "epochs": 3, "batch_size": 16, "dtype": "float64", "seed": 1}})
     model = fit_rollout(u, H, cfg)
-    out = rollout(model, u[:3, :H], steps=3)
+    out = rollout(model, u[:3, :H], steps=3, spread=False)
+    scaled = rollout(model, u[:3, :H], steps=3)  # spread scaled about the same mean
+    a = model.records["rollout"]["spread_scale"]["mean"]
+    torch.testing.assert_close(scaled.mean, out.mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(scaled.members - scaled.mean, a * (out.members - out.mean))
     for k in range(2):  # member k alone, fed its own predictions through predict()
         alone = model.with_params({name: v[k:k + 1] for name, v in model.params.items()})
         window = u[:3, :H]

@@ -34,7 +34,7 @@ from choral.distributions import Predictive
 from choral.errors import DataError
 from choral.evaluation.metrics import check_targets, coverage, pit_calibration_error
 
-__all__ = ["LEVELS", "html_page", "new_figure", "reliability", "write_report"]
+__all__ = ["LEVELS", "html_table", "new_figure", "reliability", "write_page", "write_report"]
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DPI = 100
@@ -96,13 +96,12 @@ def write_report(out_dir: str | Path, X: Any, Y: Any, predictive: Predictive,
         for i in range(min(n_examples, y.shape[0]))]
     pit_figure, calibration = _pit(y, predictive, rng, uncalibrated)
     figures += [pit_figure, _error_vs_std(y, predictive, rng)]
-    for fig, name, _, _ in figures:
-        atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
     for stale in set(out.glob("example_*.png")) - {out / f[1] for f in figures}:
         stale.unlink()
-    page = html_page(title, scores, model_info, figures, calibration)
-    atomic_write(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
-    return out / "index.html"
+    return write_page(out, title, [html_table("Scores", scores),
+                                   _calibration_table(calibration) if calibration else "",
+                                   html_table("Model", model_info) if model_info else ""],
+                      figures)
 
 
 def _array(a: Any, name: str) -> torch.Tensor:
@@ -267,11 +266,6 @@ def _cell(value: Any) -> str:
     return f"<td>{html.escape(text)}</td>"
 
 
-def _table(heading: str, rows: dict) -> str:
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows.items())
-    return f"<h2>{heading}</h2>\n<table>{body}</table>\n"
-
-
 def _calibration_table(rows: dict[str, tuple[float, float]]) -> str:
     head = "<tr><th>score</th><th>before calibration</th><th>after calibration</th></tr>"
     body = "".join(f"<tr><th>{html.escape(k)}</th>{_cell(b)}{_cell(a)}</tr>"
@@ -281,15 +275,27 @@ def _calibration_table(rows: dict[str, tuple[float, float]]) -> str:
             f"reliability diagram's levels.</p>\n<table>{head}{body}</table>\n")
 
 
-def html_page(title: str, scores: dict, model_info: dict | None, figures: list,
-          calibration: dict[str, tuple[float, float]] | None = None) -> str:
+def html_table(heading: str, rows: dict) -> str:
+    """An HTML section: ``heading`` and a two-column table of ``rows`` (name: value; numbers
+    with 4 significant digits, everything escaped)."""
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows.items())
+    return f"<h2>{html.escape(heading)}</h2>\n<table>{body}</table>\n"
+
+
+def write_page(out_dir: str | Path, title: str, sections: list[str], figures: list) -> Path:
+    """Write each figure of ``figures`` ((Figure, file name, alt text, caption)) as a PNG and
+    ``out_dir/index.html``: ``title``, the HTML ``sections`` in order, then the figures; every
+    file atomic. Returns the index path (the one page layout of choral's reports)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for fig, name, _, _ in figures:
+        atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
     title = html.escape(title)
     parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}'
-             f"</title><style>{_CSS}</style></head><body>\n<h1>{title}</h1>\n",
-             _table("Scores", scores),
-             _calibration_table(calibration) if calibration else "",
-             _table("Model", model_info) if model_info else "",
+             f"</title><style>{_CSS}</style></head><body>\n<h1>{title}</h1>\n", *sections,
              "<h2>Figures</h2>\n"]
     parts += [f'<figure><img src="{html.escape(n)}" alt="{html.escape(alt)}"><figcaption>'
               f"{html.escape(caption)}</figcaption></figure>\n" for _, n, alt, caption in figures]
-    return "".join(parts) + "</body></html>\n"
+    page = "".join(parts) + "</body></html>\n"
+    atomic_write(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
+    return out / "index.html"

@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from choral.atomic import atomic_write
 from choral.checks import as_float64
 from choral.distributions import Predictive
 from choral.errors import DataError
-from choral.evaluation.report import DPI, html_page, new_figure
+from choral.evaluation.report import html_table, new_figure, write_page
 from choral.evaluation.rollout import rollout_scores, spread_skill_per_step
 
 __all__ = ["write_rollout_report"]
@@ -68,13 +67,9 @@ def write_rollout_report(out_dir: str | Path, members: Any, predictives: Sequenc
     figures = [_curves(scores, raw, threshold)]
     if truth.ndim == 4:  # (n, T, c, L): space-time plots
         figures.append(_space_time(x[:, 0, :, 0].numpy(), truth[0, :, 0].numpy()))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for fig, name, _, _ in figures:
-        atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
-    page = html_page(title, table, model_info, figures)
-    atomic_write(out / "index.html", lambda p: p.write_text(page, encoding="utf-8"))
-    return out / "index.html"
+    return write_page(out_dir, title, [html_table("Scores", table),
+                                       html_table("Model", model_info) if model_info else ""],
+                      figures)
 
 
 def _curves(scores: dict[str, Any], raw: np.ndarray | None, threshold: float):

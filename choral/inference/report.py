@@ -30,8 +30,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from choral.atomic import atomic_write
 from choral.errors import DataError
+from choral.evaluation.report import DPI, write_page
 from choral.inference.corner import corner_figure
 from choral.inference.mcmc import Posterior
 from choral.simulators.darcy_modes import coefficient_field
@@ -40,12 +40,7 @@ __all__ = ["darcy_modes_field", "field_figure", "write_posterior_report"]
 
 Field = Callable[[np.ndarray], np.ndarray]
 """``samples (n, d) -> fields (n, H, W)``."""
-DPI = 100
 MAX_FIELD_DRAWS = 4000  # posterior draws pushed through the field map (evenly thinned)
-_CSS = ("body{font-family:sans-serif;margin:2em auto;max-width:1200px}table{border-collapse:"
-        "collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#eee}"
-        "td.num{text-align:right;font-family:monospace}img{max-width:100%}figcaption{color:#555}")
-
 
 def darcy_modes_field(resolution: int = 33) -> Field:
     """The Darcy coefficient ``a`` (n, N, N) at ``resolution`` nodes per axis of mode
@@ -116,7 +111,6 @@ def write_posterior_report(out_dir: str | Path, posterior: Posterior, *, truth: 
     d = X.shape[1]
     labels = list(labels) if labels is not None else [f"x{i}" for i in range(d)]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     figures = [(corner_figure(X, truth=truth, bounds=bounds, labels=labels), "corner.png",
                 "corner plot of the posterior samples",
                 "Posterior samples: histograms of each input on the diagonal, 2-D histograms "
@@ -130,14 +124,4 @@ def write_posterior_report(out_dir: str | Path, posterior: Posterior, *, truth: 
                                                 "of the mean." if truth is not None else ".")))
     elif (out / "field.png").exists():
         (out / "field.png").unlink()  # stale, from an earlier report of a field
-    for fig, name, _, _ in figures:
-        atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
-    title = html.escape(title)
-    page = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}'
-            f"</title><style>{_CSS}</style></head><body>\n<h1>{title}</h1>\n",
-            _summary_table(posterior, labels, level), "<h2>Figures</h2>\n"]
-    page += [f'<figure><img src="{html.escape(n)}" alt="{html.escape(alt)}"><figcaption>'
-             f"{html.escape(cap)}</figcaption></figure>\n" for _, n, alt, cap in figures]
-    text = "".join(page) + "</body></html>\n"
-    atomic_write(out / "index.html", lambda p: p.write_text(text, encoding="utf-8"))
-    return out / "index.html"
+    return write_page(out, title, [_summary_table(posterior, labels, level)], figures)

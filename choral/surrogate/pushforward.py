@@ -21,6 +21,7 @@ Row ``j`` of :func:`~choral.surrogate.rollout.history_pairs` has its window befo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ from choral.networks.members import Forward
 if TYPE_CHECKING:  # pragma: no cover
     from choral.surrogate.model import Surrogate
 
-__all__ = ["TrainingInputs", "previous_rows"]
+__all__ = ["TrainingInputs", "batch_generator", "previous_rows"]
 
 
 def previous_rows(n: int, t: int, history: int) -> np.ndarray:
@@ -50,6 +51,22 @@ def previous_rows(n: int, t: int, history: int) -> np.ndarray:
     return rows
 
 
+def batch_generator(seed: int, idx: Tensor) -> torch.Generator:
+    """A CPU generator seeded by ``seed`` and a mini-batch's row indices ``idx`` (s, b).
+
+    Why not one generator for the whole fit: its state would have to be checkpointed with the
+    optimiser's; drawn from the batch itself, a fit resumed mid-way draws what the
+    uninterrupted fit drew (the batches are seeded, so they repeat exactly).
+
+    >>> idx = torch.tensor([[3, 1], [0, 2]])
+    >>> a, b, c = (torch.rand(2, generator=batch_generator(seed, idx)) for seed in (0, 0, 1))
+    >>> bool(torch.equal(a, b)), bool(torch.equal(a, c))
+    (True, False)
+    """
+    digest = hashlib.sha256(np.int64(seed).tobytes() + idx.cpu().numpy().astype(np.int64).tobytes())
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
+
+
 @dataclass(frozen=True)
 class TrainingInputs:
     """:meth:`~choral.surrogate.Surrogate.fit`'s ``inputs`` for one-step pairs of trajectories.
@@ -61,7 +78,8 @@ class TrainingInputs:
         pushforward: the probability that a training row's newest state is the member's own
             prediction (in [0, 1]).
         noise: the standard deviation of the Gaussian noise added to the inputs (>= 0).
-        seed: seeds the CPU generator of the rows chosen and of the noise.
+        seed: with the batch's row indices, seeds the CPU generator of the rows chosen and of
+            the noise, batch by batch (:func:`batch_generator`).
     """
 
     previous: np.ndarray
@@ -81,10 +99,10 @@ class TrainingInputs:
         x_loc, x_scale = loc[newest_channels], scale[newest_channels]
         y_loc, y_scale = (torch.as_tensor(a, dtype=Xs.dtype, device=Xs.device)
                           for a in model.y_norm.loc_scale(Xs.ndim))
-        generator = torch.Generator().manual_seed(self.seed)
         head = model.head
 
         def hook(forward: Forward, params: dict[str, Tensor], x: Tensor, idx: Tensor) -> Tensor:
+            generator = batch_generator(self.seed, idx)
             if self.pushforward > 0:
                 before = previous[idx.cpu()]  # (s, b)
                 pushed = (before >= 0) & (torch.rand(before.shape, generator=generator)

@@ -98,3 +98,23 @@ def test_other_ensemble_methods_train_on_the_hooked_inputs(trajectories, ensembl
         **{"train.ensemble": ensemble, "rollout.validation": 0.0})) for p in (0.0, 1.0)]
     a, b = (next(iter(f.params.values())) for f in fits)
     assert a.shape == b.shape and not torch.equal(a, b)
+
+
+def test_a_resumed_pushforward_fit_is_bit_identical(trajectories, tmp_path):
+    """The pushed rows and the noise of a batch are drawn from that batch's own seed, so a fit
+    interrupted mid-way and resumed from its checkpoint takes the uninterrupted fit's steps."""
+    cfg = config(pushforward=0.5, input_noise=0.05).updated(
+        **{"train.epochs": 5, "train.checkpoint_epochs": 1, "rollout.validation": 0.0})
+    reference = fit_rollout(trajectories, H, cfg)
+
+    def stop(epoch, *_):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "fit.checkpoint"
+    with pytest.raises(KeyboardInterrupt):
+        fit_rollout(trajectories, H, cfg, checkpoint=path, on_epoch=stop)
+    resumed = fit_rollout(trajectories, H, cfg, checkpoint=path)
+    assert resumed.resumed
+    for k, v in reference.params.items():
+        torch.testing.assert_close(resumed.params[k], v, rtol=0, atol=0)

@@ -35,6 +35,7 @@ from choral.cli.common import (
 from choral.cli.rollout import predict_rollout, report_rollout, trajectories_for_fit
 from choral.config import CALIBRATIONS, Config
 from choral.data import XARRAY, load_data, save_blocks, save_data
+from choral.ensembles import METHODS
 from choral.errors import DataError
 from choral.evaluation.metrics import evaluate as score
 from choral.surrogate import Surrogate
@@ -49,7 +50,7 @@ def fit(data: DataOpt, out_dir: Annotated[Path, typer.Option("--out", help="Mode
         config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
         members: Annotated[int | None, typer.Option(help="Ensemble members.")] = None,
         ensemble: Annotated[str | None, typer.Option(
-            help="deep, swa, swag, multiswag, snapshot or soup.")] = None,
+            help=f"One of: {', '.join(METHODS)}.")] = None,
         epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
         backend: Annotated[str | None, typer.Option(

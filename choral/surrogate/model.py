@@ -431,6 +431,7 @@ class Surrogate:
         factor = scale_factor(resample_calibrator(self.calibrator, tuple(means.shape[2:])),
                               tuple(means.shape[2:]))
         if factor is not None:  # spread about the mean as the predictive's are
+            warn_grid(self.metrics.get("calibration", {}).get("grid"), tuple(means.shape[2:]))
             c = factor.to(X.device, X.dtype)
             centre = means.mean(0)
             means = centre + c * (means - centre)

@@ -13,7 +13,8 @@ Examples:
     >>> save_data(path, np.arange(12.0).reshape(6, 2), np.ones(6))
     >>> X, _ = load_data(path, lazy=True)
     >>> norm = statistics(X, "X")
-    >>> rows = StandardisedRows(X, norm, torch.float64, torch.device("cpu"))
+    >>> device = torch.zeros(0).device  # where the training tensors live
+    >>> rows = StandardisedRows(X, norm, torch.float64, device)
     >>> rows[torch.tensor([[0, 5]])].shape, len(rows.subset(np.array([1, 2])))
     (torch.Size([1, 2, 2]), 2)
 """
@@ -30,7 +31,8 @@ from choral.evaluation.ood import pooled_features
 from choral.normalise import Standardiser
 from choral.rows import Rows, block_rows
 
-__all__ = ["StandardisedRows", "features", "is_lazy", "rows_of", "statistics", "take"]
+__all__ = ["StandardisedRows", "features", "input_box", "is_lazy", "rows_of", "statistics",
+           "take"]
 
 
 def is_lazy(a: Any) -> bool:

@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 import torch
+from _report import emit  # run as a script: benchmarks/ is on sys.path
 
 from choral.config import Config
 from choral.inference import gaussian_prior, infer
@@ -160,11 +161,7 @@ def main() -> None:
     if solver and problems:
         per_it = float(np.mean([r["seconds"] / r["iterations"] for r in solver]))
         report["speedup_per_iteration"] = per_it / report["surrogate"]["seconds_per_iteration"]
-    text = json.dumps(report, indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from _report import emit  # run as a script: benchmarks/ is on sys.path
 
 from choral.config import Config
 from choral.inference import SurrogateLikelihood, box_prior, infer
@@ -80,11 +81,7 @@ def main() -> None:
     scale = sim.bounds[:, 1] - sim.bounds[:, 0]
     report["mean_difference_over_box_width"] = float(np.max(np.abs(
         np.array(report["choral_hmc"]["mean"]) - np.array(report["pyro_nuts"]["mean"])) / scale))
-    text = json.dumps(report, indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import emit  # run as a script: benchmarks/ is on sys.path
 
 from choral.inference import coverage, fit_npe, rank_uniformity, sbc_ranks
 
@@ -155,11 +156,7 @@ def main() -> None:
         report["tasks"][name] = entry
         print(json.dumps({name: {k: v for k, v in entry.items() if k != "per_observation"}}),
               flush=True)
-    text = json.dumps(report, indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

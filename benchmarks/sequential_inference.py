@@ -16,12 +16,12 @@ mass each puts on the true posterior's 95% highest-density region. Prints JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 
 import numpy as np
 import torch
+from _report import emit  # run as a script: benchmarks/ is on sys.path
 
 from choral.campaign.config import CampaignConfig
 from choral.campaign.design import initial_design
@@ -97,11 +97,7 @@ def main() -> None:
                for kind in ("sequential", "lhs")}
     result = {"seeds": args.seeds, "sizes": list(SIZES), "mean": summary, "runs": runs,
               "seconds": time.perf_counter() - start}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+from _report import emit  # run as a script: benchmarks/ is on sys.path
 
 from choral.config import Config
 from choral.sensitivity import sobol_indices
@@ -89,11 +90,7 @@ def main() -> None:
         report[name]["target_met"] = bool(max(first["abs_error"]) <= 0.02
                                           and all(first["covered"]))
         print(json.dumps({name: report[name]}), flush=True)
-    text = json.dumps(report, indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
